@@ -1,0 +1,135 @@
+"""Offscreen 3D rendering of a headless Slicer scene through Slicer's own displayable managers.
+
+The 3D view is a ``vtkMRMLViewNode`` driven by the camera, view, model, segmentation, markups and
+volume-rendering displayable managers, exactly as in Slicer's 3D views, rendered into an
+offscreen VTK window: EGL (Mesa llvmpipe on a machine without a GPU; Debian packages ``libegl1
+libegl-mesa0 libgl1-mesa-dri``) by default, chosen through ``VTK_DEFAULT_OPENGL_WINDOW``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .scene import HeadlessScene
+
+__all__ = ["render_3d", "DISPLAYABLE_MANAGERS_3D", "CAMERA_VIEWS"]
+
+DISPLAYABLE_MANAGERS_3D = (
+    "vtkMRMLCameraDisplayableManager",
+    "vtkMRMLViewDisplayableManager",
+    "vtkMRMLModelDisplayableManager",
+    "vtkMRMLSegmentationsDisplayableManager3D",
+    "vtkMRMLVolumeRenderingDisplayableManager",
+    "vtkMRMLMarkupsDisplayableManager",
+)
+
+# Camera azimuth / elevation (degrees) applied after looking from the anterior (patient's front).
+CAMERA_VIEWS: dict[str, tuple[float, float]] = {
+    "anterior": (0.0, 0.0),
+    "left": (-90.0, 0.0),
+    "right": (90.0, 0.0),
+    "posterior": (180.0, 0.0),
+    "oblique": (-50.0, 15.0),
+}
+
+
+def render_3d(
+    ctx: HeadlessScene,
+    png_path: str | os.PathLike[str],
+    *,
+    size: tuple[int, int] = (800, 800),
+    view: str = "oblique",
+    background: tuple[float, float, float] = (0.08, 0.09, 0.12),
+    zoom: float = 1.0,
+) -> dict[str, Any]:
+    """Render the scene's displayable nodes in a 3D view offscreen and save a PNG.
+
+    Args:
+        ctx: the scene (from :func:`lumbarspine.scene.create_scene`).
+        png_path: output file.
+        size: image width and height in pixels.
+        view: a key of :data:`CAMERA_VIEWS` (the camera looks at the scene's bounds from there,
+            up = superior).
+        background: RGB 0-1.
+        zoom: camera zoom factor after fitting the bounds.
+
+    Returns:
+        ``{"path", "window_class", "foreground_pixels", "size"}``; ``foreground_pixels`` counts
+        pixels that differ from the background, a quick check that something was drawn.
+    """
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    import slicer
+    import vtk
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    if view not in CAMERA_VIEWS:
+        raise ValueError(f"Unknown view {view!r}: choose one of {', '.join(CAMERA_VIEWS)}.")
+    renderer = vtk.vtkRenderer()
+    window = vtk.vtkRenderWindow()
+    window.SetOffScreenRendering(1)
+    window.SetSize(int(size[0]), int(size[1]))
+    window.AddRenderer(renderer)
+    interactor = vtk.vtkRenderWindowInteractor()
+    interactor.SetRenderWindow(window)
+    interactor.Initialize()
+
+    factory = slicer.vtkMRMLThreeDViewDisplayableManagerFactory.GetInstance()
+    factory.SetMRMLApplicationLogic(ctx.app_logic)
+    for name in DISPLAYABLE_MANAGERS_3D:
+        if not factory.IsDisplayableManagerRegistered(name):
+            factory.RegisterDisplayableManager(name)
+    group = factory.InstantiateDisplayableManagers(renderer)
+
+    view_logic = slicer.vtkMRMLViewLogic()
+    view_logic.SetMRMLApplicationLogic(ctx.app_logic)
+    view_logic.SetMRMLScene(ctx.scene)
+    ctx.app_logic.GetViewLogics().AddItem(view_logic)
+    try:
+        view_node = view_logic.AddViewNode("LumbarSpineOffscreen")
+        view_node.SetBoxVisible(False)
+        view_node.SetAxisLabelsVisible(False)
+        view_node.SetBackgroundColor(*background)
+        view_node.SetBackgroundColor2(*background)
+        group.SetMRMLDisplayableNode(view_node)
+
+        window.Render()
+        renderer.ResetCamera()
+        camera = renderer.GetActiveCamera()
+        focal = np.array(camera.GetFocalPoint())
+        distance = camera.GetDistance()
+        camera.SetPosition(*(focal + np.array([0.0, distance, 0.0])))  # anterior (+A), looking posterior
+        camera.SetViewUp(0.0, 0.0, 1.0)
+        azimuth, elevation = CAMERA_VIEWS[view]
+        camera.Azimuth(azimuth)
+        camera.Elevation(elevation)
+        camera.OrthogonalizeViewUp()
+        renderer.ResetCamera()
+        camera.Zoom(zoom)
+        renderer.ResetCameraClippingRange()
+        window.Render()
+
+        grabber = vtk.vtkWindowToImageFilter()
+        grabber.SetInput(window)
+        grabber.ReadFrontBufferOff()
+        grabber.Update()
+        path = Path(png_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = vtk.vtkPNGWriter()
+        writer.SetFileName(str(path))
+        writer.SetInputData(grabber.GetOutput())
+        writer.Write()
+        pixels = vtk_to_numpy(grabber.GetOutput().GetPointData().GetScalars())[:, :3].astype(int)
+        bg = np.round(np.asarray(background) * 255).astype(int)
+        foreground = int((np.abs(pixels - bg[None, :]).sum(axis=1) > 30).sum())
+        window_class = window.GetClassName()
+    finally:
+        group.SetMRMLDisplayableNode(None)
+        ctx.app_logic.GetViewLogics().RemoveItem(view_logic)
+        if "view_node" in locals() and view_node is not None:
+            ctx.scene.RemoveNode(view_node)
+        window.Finalize()
+    return {"path": path, "window_class": window_class, "foreground_pixels": foreground, "size": tuple(size)}
