@@ -180,7 +180,9 @@ def _cmd_filter(args: argparse.Namespace, extra: list[str]) -> int:
         _list_filters()
         return 0
     if not args.input or not args.output:
-        raise ValueError("Give an input and an output file: lumbarspine filter IN OUT --filter NAME [--param value ...]")
+        raise ValueError(
+            "Give an input and an output file: lumbarspine filter IN OUT --filter NAME [--param value ...]"
+        )
     if not args.filter_name and not args.preset:
         raise ValueError("Choose --filter NAME or --preset NAME ('lumbarspine filter --list' shows them).")
     volume = read_volume(args.input)

@@ -7,6 +7,7 @@ fields as read by ITK) and :class:`~lumbarspine.volume.Volume`'s RAS convention;
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,9 @@ import numpy as np
 from .volume import Volume
 
 __all__ = ["read_volume", "write_volume", "read_dicom_series", "write_dicom_series", "SUPPORTED_SUFFIXES"]
+
+_LABEL_NAME = re.compile(r"(^|[_\-.])(seg|segmentation|label|labels|labelmap|mask)([_\-.]|$)")
+"""File names taken as label maps: a ``seg``/``label``/``mask`` word, e.g. ``case_seg``, ``labels``."""
 
 SUPPORTED_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -33,7 +37,7 @@ def read_volume(path: str | os.PathLike[str], *, is_label: bool | None = None, n
         path: ``.nii``/``.nii.gz``/``.nrrd``/``.nhdr``/``.mha``/``.mhd`` file, or a folder holding one
             DICOM series.
         is_label: mark the result as a label map; ``None`` guesses from the file name
-            (``*label*``/``*seg*``) and an integer voxel type.
+            (a ``seg``, ``label`` or ``mask`` word in it) and an integer voxel type.
         name: node name; defaults to the file name without suffix.
     """
     import SimpleITK as sitk
@@ -52,9 +56,8 @@ def read_volume(path: str | os.PathLike[str], *, is_label: bool | None = None, n
         raise ValueError(f"SimpleITK could not read {path}: {exc}".strip()) from exc
     stem = name or (path.name[: len(path.name) - len(suffix)] if suffix else path.stem)
     if is_label is None:
-        lowered = path.name.lower()
         integer = np.dtype(sitk.GetArrayViewFromImage(image).dtype).kind in "iu"
-        is_label = integer and any(tag in lowered for tag in ("label", "seg", "mask"))
+        is_label = integer and _LABEL_NAME.search(stem.lower()) is not None
     return Volume.from_sitk(image, is_label=bool(is_label), name=stem)
 
 
@@ -71,7 +74,9 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], *, compress: bool
     return path
 
 
-def read_dicom_series(folder: str | os.PathLike[str], *, series_id: str | None = None, name: str | None = None) -> Volume:
+def read_dicom_series(
+    folder: str | os.PathLike[str], *, series_id: str | None = None, name: str | None = None
+) -> Volume:
     """Read one DICOM series from ``folder`` (the first series found unless ``series_id`` is given)."""
     import SimpleITK as sitk
 
@@ -89,7 +94,9 @@ def read_dicom_series(folder: str | os.PathLike[str], *, series_id: str | None =
     return Volume.from_sitk(image, name=name or folder.name)
 
 
-def write_dicom_series(volume: Volume, folder: str | os.PathLike[str], *, series_description: str = "LumbarSpine") -> list[Path]:
+def write_dicom_series(
+    volume: Volume, folder: str | os.PathLike[str], *, series_description: str = "LumbarSpine"
+) -> list[Path]:
     """Write ``volume`` as a DICOM series (one file per k slice; int16 voxels, rescale 1/0).
 
     Meant for tests and demos (it writes a minimal CT-like header: position, orientation and
@@ -118,7 +125,9 @@ def write_dicom_series(volume: Volume, folder: str | os.PathLike[str], *, series
             "0020|000d": series_uid + ".1",
             "0020|0013": str(k + 1),
             "0020|0032": "\\".join(f"{p:.6f}" for p in position),
-            "0020|0037": "\\".join(f"{d:.8f}" for d in (direction[0], direction[3], direction[6], direction[1], direction[4], direction[7])),
+            "0020|0037": "\\".join(
+                f"{d:.8f}" for d in (direction[0], direction[3], direction[6], direction[1], direction[4], direction[7])
+            ),
             "0018|0050": f"{image.GetSpacing()[2]:.6f}",
             "0028|1053": "1",
             "0028|1052": "0",

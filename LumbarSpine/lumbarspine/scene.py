@@ -47,11 +47,19 @@ class HeadlessScene:
 
     def nodes(self, class_name: str = "vtkMRMLNode") -> list[Any]:
         """All nodes of ``class_name`` in the scene."""
-        return [self.scene.GetNthNodeByClass(i, class_name) for i in range(self.scene.GetNumberOfNodesByClass(class_name))]
+        return [
+            self.scene.GetNthNodeByClass(i, class_name) for i in range(self.scene.GetNumberOfNodesByClass(class_name))
+        ]
 
     def data_nodes(self) -> list[Any]:
         """The displayable / storable data nodes (volumes, segmentations, models, markups, tables)."""
-        kinds = ("vtkMRMLVolumeNode", "vtkMRMLSegmentationNode", "vtkMRMLModelNode", "vtkMRMLMarkupsNode", "vtkMRMLTableNode")
+        kinds = (
+            "vtkMRMLVolumeNode",
+            "vtkMRMLSegmentationNode",
+            "vtkMRMLModelNode",
+            "vtkMRMLMarkupsNode",
+            "vtkMRMLTableNode",
+        )
         found = []
         for kind in kinds:
             for node in self.nodes(kind):

@@ -11,7 +11,8 @@ RAS position; a round trip gives back a physically identical, right-handed Volum
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -180,7 +181,9 @@ def labels_to_segmentation_node(label_volume: Volume, scene: Any, node: Any = No
     return node
 
 
-def segmentation_node_to_labels(node: Any, scene: Any, reference: Volume | None = None, name: str | None = None) -> Volume:
+def segmentation_node_to_labels(
+    node: Any, scene: Any, reference: Volume | None = None, name: str | None = None
+) -> Volume:
     """Export a segmentation node to a label map :class:`Volume`.
 
     Label values follow the TotalSpineSeg colour table for segments named after it (so an imported
@@ -202,7 +205,9 @@ def segmentation_node_to_labels(node: Any, scene: Any, reference: Volume | None 
     reference_node = None
     try:
         if reference is not None:
-            reference_node = volume_to_node(reference.with_array(np.zeros(reference.shape, np.uint8)), scene, name="_ref")
+            reference_node = volume_to_node(
+                reference.with_array(np.zeros(reference.shape, np.uint8)), scene, name="_ref"
+            )
         mode = slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
         ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
             node, ids, labelmap, reference_node, mode, color_table_node(scene)
