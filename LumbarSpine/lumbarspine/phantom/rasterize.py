@@ -1,0 +1,213 @@
+"""Crisp voxel-centre rasterisation of the anatomy into labels and tissue classes.
+
+Every structure is an implicit shape in the curvilinear coordinates ``(s, u, w)`` (mm, see
+:mod:`lumbarspine.phantom.anatomy`) with a *depth* function (mm, > 0 inside, roughly the distance to
+its surface). A voxel takes a structure's label when its centre is inside (depth > 0). Bone voxels
+less than :data:`~lumbarspine.phantom.anatomy.CORTEX_MM` deep are cortical, the rest cancellous
+(this only changes the appearance). Paint order (later wins): soft tissue, epidural fat (bony canal),
+discs, stenotic disc bulge / ligamentum flavum, vertebrae L1..L5 and sacrum, dural sac.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..labels import EPIDURAL_FAT, SACRUM, SPINAL_CANAL
+from .anatomy import (
+    CANAL_SEMI_AP_MM,
+    CANAL_SEMI_LATERAL_MM,
+    CORTEX_MM,
+    SAC_SEMI_AP_MM,
+    SKIN_SEMI_AP_MM,
+    SKIN_SEMI_LATERAL_MM,
+    STENOSIS_HALF_LENGTH_MM,
+    Layout,
+    VertebraDims,
+    sac_semi_axes,
+)
+from .anatomy import SACRUM_SEMI_AP_MM, SACRUM_SEMI_LATERAL_MM
+
+__all__ = ["Tissue", "rasterize", "SAC_END_BELOW_S1_MM", "PEDICLE_TAPER_PER_MM2", "PEDICLE_POST_MM"]
+
+
+class Tissue:
+    """Tissue classes (uint8) that drive the appearance."""
+
+    AIR = 0
+    SOFT = 1
+    FAT = 2
+    CSF = 3
+    ANNULUS = 4
+    NUCLEUS = 5
+    CORTICAL = 6
+    CANCELLOUS = 7
+    LIGAMENT = 8
+
+
+SAC_END_BELOW_S1_MM = 20.0
+"""The dural sac ends this far (mm of arc) below the S1 upper endplate."""
+PEDICLE_TAPER_PER_MM2 = 0.05
+"""Pedicle half-width grows by this times t**2 (mm, t = mm from the isthmus along the axis), capped at 3 mm."""
+PEDICLE_POST_MM = 8.0
+"""Pedicle length posterior to the isthmus along its axis (mm)."""
+
+
+def _ell_depth(a_coord: np.ndarray, b_coord: np.ndarray, a: float, b: float) -> np.ndarray:
+    q = np.sqrt((a_coord / a) ** 2 + (b_coord / b) ** 2)
+    return (1.0 - q) * min(a, b)
+
+
+def _range_depth(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return np.minimum(x - lo, hi - x)
+
+
+def _box(ss, uu, ww, s_rng, u_rng, w_rng) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return np.minimum(np.minimum(_range_depth(ss, *s_rng), _range_depth(uu, *u_rng)), _range_depth(ww, *w_rng))
+
+
+def pedicle_axis(v: VertebraDims, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Isthmus centre ``(u, w)``, anterior axis ``(du, dw)`` and lateral in-plane normal, all in mm / unit.
+
+    ``side`` is +1 for the right pedicle (u > 0) and -1 for the left. The axis turns medially by
+    ``v.medial_angle_deg`` as it goes anteriorly.
+    """
+    alpha = math.radians(v.medial_angle_deg)
+    centre = np.array([side * v.pedicle_u, v.pedicle_w])
+    axis = np.array([-side * math.sin(alpha), math.cos(alpha)])
+    lateral = np.array([side * math.cos(alpha), math.sin(alpha)])
+    return centre, axis, lateral
+
+
+def pedicle_front_length(v: VertebraDims) -> float:
+    """Pedicle length anterior to the isthmus along its axis (mm): it reaches 6 mm into the body."""
+    return (CANAL_SEMI_AP_MM + 6.0 - v.pedicle_w) / math.cos(math.radians(v.medial_angle_deg))
+
+
+def _vertebra_depth(v: VertebraDims, ss: np.ndarray, uu: np.ndarray, ww: np.ndarray) -> np.ndarray:
+    """Depth (mm) of the union of one lumbar vertebra's parts; ``ss`` is relative to the body centre."""
+    h2 = v.height / 2
+    au, aw = CANAL_SEMI_LATERAL_MM, CANAL_SEMI_AP_MM
+    # body
+    depth = np.minimum(_ell_depth(uu, ww - v.body_w_center, v.body_semi_lateral, v.body_semi_ap), h2 - np.abs(ss))
+    # pedicles (hourglass elliptic tubes)
+    sp = v.pedicle_s - v.s_center
+    front = pedicle_front_length(v)
+    for side in (1, -1):
+        c, d, e = pedicle_axis(v, side)
+        du, dw = uu - c[0], ww - c[1]
+        t = du * d[0] + dw * d[1]
+        n = du * e[0] + dw * e[1]
+        hw = v.pedicle_width / 2 + np.minimum(PEDICLE_TAPER_PER_MM2 * t * t, 3.0)
+        hh = v.pedicle_height / 2
+        q = np.sqrt((n / hw) ** 2 + ((ss - sp) / hh) ** 2)
+        dep = np.minimum((1 - q) * np.minimum(hw, hh), np.minimum(t + PEDICLE_POST_MM, front - t))
+        depth = np.maximum(depth, dep)
+    # laminae: ring behind the bony canal
+    ring = np.minimum(-_ell_depth(uu, ww, au, aw), _ell_depth(uu, ww, au + 7.5, aw + 6.0))
+    lam = np.minimum(np.minimum(ring, -1.0 - ww), _range_depth(ss, -h2 - 3.0, h2 - 5.0))
+    depth = np.maximum(depth, lam)
+    # spinous process
+    depth = np.maximum(
+        depth, _box(ss, uu, ww, (-h2 - 4.0, h2 - 8.0), (-3.0, 3.0), (-(aw + v.spinous_length), -(aw + 3)))
+    )
+    au_abs = np.abs(uu)
+    # transverse processes
+    tp_u = (v.pedicle_u + 2.0, v.pedicle_u + v.pedicle_width / 2 + v.transverse_length)
+    depth = np.maximum(depth, _box(ss, au_abs, ww, (sp - 4.0, sp + 4.0), tp_u, (-8.0, -2.0)))
+    # superior and inferior articular processes
+    depth = np.maximum(depth, _box(ss, au_abs, ww, (h2 - 6.0, h2 + 9.0), (13.5, 19.5), (-13.0, -4.0)))
+    depth = np.maximum(depth, _box(ss, au_abs, ww, (-h2 - 9.0, -h2 + 5.0), (8.5, 13.0), (-15.0, -6.0)))
+    return depth
+
+
+def _sacrum_depth(ss: np.ndarray, uu: np.ndarray, ww: np.ndarray, length: float) -> np.ndarray:
+    """Depth (mm) of the S1 block; ``ss`` is relative to the S1 upper endplate (negative = inferior)."""
+    au, aw = CANAL_SEMI_LATERAL_MM, CANAL_SEMI_AP_MM
+    depth = np.minimum(
+        _ell_depth(uu, ww - (aw + SACRUM_SEMI_AP_MM), SACRUM_SEMI_LATERAL_MM, SACRUM_SEMI_AP_MM),
+        _range_depth(ss, -length, 0.0),
+    )
+    au_abs = np.abs(uu)
+    depth = np.maximum(depth, _box(ss, au_abs, ww, (-length + 5.0, -3.0), (15.0, 48.0), (-6.0, 26.0)))  # alae
+    depth = np.maximum(depth, _box(ss, au_abs, ww, (-6.0, 9.0), (13.5, 19.5), (-13.0, -4.0)))  # S1 SAP
+    ring = np.minimum(-_ell_depth(uu, ww, au, aw), _ell_depth(uu, ww, au + 7.5, aw + 6.0))
+    depth = np.maximum(depth, np.minimum(np.minimum(ring, -1.0 - ww), _range_depth(ss, -length, -6.0)))
+    depth = np.maximum(depth, _box(ss, uu, ww, (-length, -8.0), (-3.0, 3.0), (-(aw + 18.0), -(aw + 3.0))))
+    return depth
+
+
+def _paint_bone(labels, tissue, idx, depth, label) -> None:  # type: ignore[no-untyped-def]
+    inside = depth > 0
+    sel = idx[inside]
+    labels[sel] = label
+    tissue[sel] = np.where(depth[inside] < CORTEX_MM, Tissue.CORTICAL, Tissue.CANCELLOUS)
+
+
+def rasterize(
+    s: np.ndarray, u: np.ndarray, w: np.ndarray, layout: Layout, stenosis: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label (uint8, TotalSpineSeg values) and tissue class (uint8) at points given in ``(s, u, w)`` mm."""
+    n = s.size
+    labels = np.zeros(n, dtype=np.uint8)
+    tissue = np.zeros(n, dtype=np.uint8)
+    tissue[(u / SKIN_SEMI_LATERAL_MM) ** 2 + (w / SKIN_SEMI_AP_MM) ** 2 <= 1.0] = Tissue.SOFT
+
+    in_range = (s >= layout.s_min) & (s <= layout.s_max)
+    canal_idx = np.flatnonzero(
+        in_range & (np.abs(u) < CANAL_SEMI_LATERAL_MM + 0.5) & (np.abs(w) < CANAL_SEMI_AP_MM + 0.5)
+    )
+    cs, cu, cw = s[canal_idx], u[canal_idx], w[canal_idx]
+    canal = _ell_depth(cu, cw, CANAL_SEMI_LATERAL_MM, CANAL_SEMI_AP_MM) > 0
+    labels[canal_idx[canal]] = EPIDURAL_FAT
+    tissue[canal_idx[canal]] = Tissue.FAT
+
+    # discs
+    for disc in layout.discs:
+        idx = np.flatnonzero(np.abs(s - disc.s_center) <= disc.height / 2 + 1.0)
+        ss, uu, ww = s[idx] - disc.s_center, u[idx], w[idx]
+        inside = (_ell_depth(uu, ww - disc.w_center, disc.semi_lateral, disc.semi_ap) > 0) & (
+            np.abs(ss) <= disc.height / 2
+        )
+        labels[idx[inside]] = disc.label
+        nucleus = (
+            inside
+            & (
+                _ell_depth(uu, ww - (disc.w_center - 0.1 * disc.semi_ap), 0.55 * disc.semi_lateral, 0.5 * disc.semi_ap)
+                > 0
+            )
+            & (np.abs(ss) <= disc.height / 2 - 1.5)
+        )
+        tissue[idx[inside]] = Tissue.ANNULUS
+        tissue[idx[nucleus]] = Tissue.NUCLEUS
+
+    # stenosis: disc bulge in front of the narrowed sac, thick ligamentum flavum behind it
+    a_sac, b_sac = sac_semi_axes(cs, layout, stenosis)
+    narrowed = b_sac < SAC_SEMI_AP_MM - 0.5
+    for disc in layout.discs:
+        if disc.level not in stenosis:
+            continue
+        ds = np.abs(cs - disc.s_center)
+        bulge = canal & narrowed & (ds <= disc.height / 2) & (cw >= b_sac + 0.5)
+        labels[canal_idx[bulge]] = disc.label
+        tissue[canal_idx[bulge]] = Tissue.ANNULUS
+        lig = canal & narrowed & (ds <= 0.8 * STENOSIS_HALF_LENGTH_MM) & (cw <= -(b_sac + 0.5))
+        labels[canal_idx[lig]] = 0
+        tissue[canal_idx[lig]] = Tissue.LIGAMENT
+
+    # vertebrae
+    for v in layout.vertebrae:
+        idx = np.flatnonzero((s > v.s_bottom - 10.0) & (s < v.s_top + 10.0) & (np.abs(u) < 50.0))
+        depth = _vertebra_depth(v, s[idx] - v.s_center, u[idx], w[idx])
+        _paint_bone(labels, tissue, idx, depth, v.label)
+    idx = np.flatnonzero((s > layout.s_min - 1.0) & (s < layout.sacrum_s_top + 10.0) & (np.abs(u) < 50.0))
+    depth = _sacrum_depth(s[idx] - layout.sacrum_s_top, u[idx], w[idx], layout.sacrum_length)
+    _paint_bone(labels, tissue, idx, depth, SACRUM)
+
+    # dural sac (exact ellipse in the plane perpendicular to the canal)
+    sac = (cu / a_sac) ** 2 + (cw / b_sac) ** 2 <= 1.0
+    sac &= cs >= layout.sacrum_s_top - SAC_END_BELOW_S1_MM
+    labels[canal_idx[sac]] = SPINAL_CANAL
+    tissue[canal_idx[sac]] = Tissue.CSF
+    return labels, tissue
