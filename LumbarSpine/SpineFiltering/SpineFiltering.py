@@ -222,7 +222,8 @@ class SpineFilteringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._selectOperation(self._parameterNode.operation)
-            self._checkCanApply()
+            # Sync the parameter node with the combo and rebuild the form with the stored values.
+            self.onOperationChanged(self.ui.operationComboBox.currentIndex)
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         ready = bool(self._parameterNode and self._parameterNode.inputVolume and self._currentOperation())
