@@ -235,11 +235,11 @@ def main(argv=None) -> int:
                 lines.append(f"| {name} | skipped at this size | | | | {info.cpu} |")
                 continue
             p = params(vol)
-            ours = _time(lambda: F.apply_filter(vol, fname, backend="numpy", **p), reps)
-            st = _time(lambda: sitk_fn(img, vol), reps) if sitk_fn else None
+            ours = _time(lambda v=vol, f=fname, q=p: F.apply_filter(v, f, backend="numpy", **q), reps)
+            st = _time(lambda fn=sitk_fn, im=img, v=vol: fn(im, v), reps) if sitk_fn else None
             sp = None
             if scipy_fn and not (big and args.skip_slow and "median" in name):
-                sp = _time(lambda: scipy_fn(arr, vol), reps)
+                sp = _time(lambda fn=scipy_fn, a=arr, v=vol: fn(a, v), reps)
             ratio = f"{ours / st:.2f}" if st else "-"
             if st and ours / st > 1.0:
                 ratio += " (slower)"
