@@ -164,8 +164,8 @@ def _list_filters() -> None:
 
     for name, info in FILTERS.items():
         print(f"{name}: {getattr(info, 'title', '') or getattr(info, 'help', '')}")
-        for p in info.parameters:
-            units = getattr(p, "units", "") or ""
+        for p in info.params:
+            units = p.unit or ""
             print(f"    --{p.name} (default {p.default}{' ' + units if units else ''}): {getattr(p, 'help', '')}")
     print("presets:")
     for name, preset in PRESETS.items():
@@ -195,7 +195,7 @@ def _cmd_filter(args: argparse.Namespace, extra: list[str]) -> int:
     else:
         if args.filter_name not in FILTERS:
             raise ValueError(f"Unknown filter {args.filter_name!r}: choose one of {', '.join(FILTERS)}.")
-        params = _parse_filter_params(extra, FILTERS[args.filter_name].parameters)
+        params = _parse_filter_params(extra, FILTERS[args.filter_name].params)
         result = apply_filter(volume, args.filter_name, backend=args.backend, progress=report, **params)
     path = write_volume(result.volume, args.output)
     print(f"wrote {path} (backend {result.backend}, {time.perf_counter() - start:.2f} s)")

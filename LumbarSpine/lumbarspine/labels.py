@@ -13,6 +13,7 @@ around it is 201.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
@@ -26,7 +27,10 @@ __all__ = [
     "DISC_LABELS",
     "LUMBAR_LEVELS",
     "DISC_LEVELS",
+    "TOTALSPINESEG_VALUES",
+    "check_totalspineseg",
     "label_name",
+    "label_color",
     "write_color_table",
 ]
 
@@ -69,6 +73,34 @@ TOTALSPINESEG: tuple[LabelInfo, ...] = (
 )
 
 _BY_VALUE = {info.value: info for info in TOTALSPINESEG}
+
+TOTALSPINESEG_VALUES: frozenset[int] = frozenset(
+    [SPINAL_CORD, SPINAL_CANAL, SACRUM, EPIDURAL_FAT]
+    + list(range(11, 18))  # C1-C7
+    + list(range(21, 33))  # T1-T12
+    + list(range(41, 46))  # L1-L5
+    + list(range(63, 68))  # discs C2-C3 .. C6-C7
+    + list(range(71, 83))  # discs C7-T1 .. T11-T12
+    + list(range(91, 96))  # discs T12-L1 .. L4-L5
+    + [100]  # disc L5-S
+)
+"""Every label value the TotalSpineSeg convention (plus the phantom's 201 epidural fat) uses."""
+
+
+def check_totalspineseg(values: Iterable[int], what: str = "label map") -> None:
+    """Raise ``ValueError`` when ``values`` hold labels outside the TotalSpineSeg convention.
+
+    A TotalSegmentator ``total`` map, VerSe or SPIDER masks share some numbers with TotalSpineSeg
+    but mean other structures by them; grading such a map would measure the wrong thing.
+    """
+    foreign = sorted(int(v) for v in values if int(v) != 0 and int(v) not in TOTALSPINESEG_VALUES)
+    if foreign:
+        shown = ", ".join(str(v) for v in foreign[:12]) + (" ..." if len(foreign) > 12 else "")
+        raise ValueError(
+            f"The {what} uses labels that are not in the TotalSpineSeg convention ({shown}): unknown label "
+            "convention. Convert it to TotalSpineSeg (1 cord, 2 canal, 41-45 L1-L5, 50 sacrum, 92-95 and 100 "
+            "lumbar discs) first, e.g. with TotalSpineSeg itself."
+        )
 
 
 def label_name(value: int) -> str:

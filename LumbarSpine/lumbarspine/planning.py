@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .labels import SPINAL_CANAL, SPINAL_CORD
+from .labels import SPINAL_CANAL, SPINAL_CORD, check_totalspineseg
 from .volume import Volume, validate_label_volume
 
 __all__ = ["NO_GO_ZONE", "NEURAL_LABELS", "no_go_zone"]
@@ -40,7 +40,7 @@ def no_go_zone(
         neural_labels: label values taken as neural elements.
 
     Raises:
-        ValueError: not an integer label map, margin out of range, or none of ``neural_labels``
+        ValueError: not an integer label map, labels outside TotalSpineSeg, margin out of range, or none of ``neural_labels``
             present (the message lists the labels that are).
     """
     from scipy import ndimage
@@ -49,6 +49,7 @@ def no_go_zone(
     margin = float(margin_mm)
     if not np.isfinite(margin) or not 0.0 <= margin <= 30.0:
         raise ValueError(f"The no-go margin must be between 0 and 30 mm; got {margin_mm}.")
+    check_totalspineseg(np.unique(label_volume.array))
     neural = np.isin(label_volume.array, np.asarray(neural_labels))
     if not neural.any():
         present = sorted(int(v) for v in np.unique(label_volume.array) if v)
