@@ -1,0 +1,123 @@
+"""The command line and the end-to-end demo (phantom -> filter -> .mrb, label map, 3D PNG)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lumbarspine.cli import main
+from lumbarspine.filters import apply_filter
+from lumbarspine.io import read_volume
+
+
+@pytest.fixture(scope="module")
+def phantom_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("phantom")
+    assert main(["phantom", "--out", str(out), "--stenosis", "L4-L5=60", "--spacing", "1.5", "--seed", "3"]) == 0
+    return out
+
+
+def test_phantom_command_writes_image_labels_and_truth(phantom_dir):
+    truth = json.loads((phantom_dir / "truth.json").read_text())
+    assert truth["levels"]["L4-L5"]["dural_sac_area_mm2"] == pytest.approx(60.0)
+    assert truth["spec"]["spacing"] == [1.5, 1.5, 1.5] and truth["spec"]["seed"] == 3
+    image = read_volume(phantom_dir / "image.nii.gz")
+    labels = read_volume(phantom_dir / "labels.nii.gz")
+    assert labels.is_label and not image.is_label
+    assert image.same_geometry(labels, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "params"),
+    [("gaussian", ["--sigma", "1.5"], {"sigma": 1.5}), ("median", ["--radius", "1"], {"radius": 1})],
+)
+def test_filter_command_matches_the_library(phantom_dir, tmp_path, name, args, params):
+    out = tmp_path / f"{name}.nii.gz"
+    source = phantom_dir / "image.nii.gz"
+    assert main(["filter", str(source), str(out), "--filter", name, "--backend", "numpy", "--quiet", *args]) == 0
+    written = read_volume(out)
+    expected = apply_filter(read_volume(source), name, backend="numpy", **params).volume
+    assert written.same_geometry(expected, atol=1e-4)
+    np.testing.assert_allclose(written.array, expected.array, rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["filter", "IN", "OUT", "--filter", "nosuch"], "Unknown filter"),
+        (["filter", "IN", "OUT", "--filter", "gaussian", "--radius", "2"], "Unknown parameter --radius"),
+        (["filter", "IN", "OUT", "--filter", "gaussian", "--sigma", "abc"], "needs a number"),
+        (["filter", "IN", "OUT"], "Choose --filter"),
+        (["phantom", "--out", "X", "--stenosis", "L9-L10=50"], "Unknown disc level"),
+        (["phantom", "--out", "X", "--stenosis", "L4-L5=500"], "plausible range"),
+        (["phantom", "--out", "X", "--orientation", "sideways"], "Unknown orientation"),
+    ],
+)
+def test_cli_errors_are_one_clear_line(phantom_dir, tmp_path, capsys, argv, message):
+    argv = [a.replace("IN", str(phantom_dir / "image.nii.gz")).replace("OUT", str(tmp_path / "o.nii.gz")) for a in argv]
+    argv = [str(tmp_path / "x") if a == "X" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_input_file(tmp_path, capsys):
+    assert main(["filter", str(tmp_path / "none.nii.gz"), str(tmp_path / "o.nii.gz"), "--filter", "gaussian"]) == 2
+    assert "No such file" in capsys.readouterr().err
+
+
+def test_filter_list_and_backend_report(capsys):
+    assert main(["filter", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "gaussian" in listed and "--sigma" in listed and "t2-canal" in listed and "ct-bone" in listed
+    assert main(["backend"]) == 0
+    assert capsys.readouterr().out.startswith(("numpy", "cupy"))
+
+
+def test_console_entry_point_runs():
+    done = subprocess.run([sys.executable, "-m", "lumbarspine.cli", "backend"], capture_output=True, text=True)
+    assert done.returncode == 0 and ("numpy" in done.stdout or "cupy" in done.stdout)
+
+
+@pytest.mark.slicer
+def test_demo_end_to_end(tmp_path):
+    pytest.importorskip("slicer", reason="slicer-core is not installed")
+    import vtk
+
+    from lumbarspine.pipeline import run_demo
+    from lumbarspine.scene import load_scene
+    from lumbarspine.slicer_nodes import volume_from_node
+
+    messages = []
+    summary = run_demo(tmp_path / "demo", progress=lambda f, m: messages.append((f, m)))
+    paths = {key: tmp_path / "demo" / value.split("/")[-1] for key, value in summary["paths"].items()}
+    for key in ("image", "filtered", "labels", "truth", "scene", "screenshot", "summary"):
+        assert paths[key].exists(), key
+    assert messages[0][0] == 0.0 and messages[-1] == (1.0, "done")
+
+    # the PNG shows the spine: many foreground pixels, bone-coloured among them
+    reader = vtk.vtkPNGReader()
+    reader.SetFileName(str(paths["screenshot"]))
+    reader.Update()
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    pixels = vtk_to_numpy(reader.GetOutput().GetPointData().GetScalars())[:, :3].astype(int)
+    bone = (pixels[:, 0] > 150) & (pixels[:, 1] > 110) & (pixels[:, 2] < pixels[:, 0] - 40)
+    canal = (pixels[:, 2] > 150) & (pixels[:, 0] < 120)
+    assert summary["screenshot_foreground_pixels"] > 0.08 * len(pixels)
+    assert bone.sum() > 0.03 * len(pixels) and canal.sum() > 0.001 * len(pixels)
+
+    # the .mrb reloads with the same nodes, and the volumes carry the files' voxels
+    ctx = load_scene(paths["scene"])
+    names = {node.GetName(): node for node in ctx.data_nodes()}
+    assert set(summary["nodes"]) <= set(names)
+    assert "Phantom truth per level" in names
+    labels = read_volume(paths["labels"])
+    reloaded = volume_from_node(names["Phantom labels"])
+    np.testing.assert_array_equal(reloaded.array, labels.to_right_handed().array)
+    segmentation = names["Phantom segmentation"].GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == len(np.unique(labels.array)) - 1
