@@ -19,7 +19,10 @@ import numpy as np
 
 from .anatomy import Centreline, Layout
 
-__all__ = ["direction_matrix", "grid_geometry", "phantom_extent_points"]
+__all__ = ["direction_matrix", "grid_geometry", "phantom_extent_points", "GRID_PHASE"]
+
+GRID_PHASE = (0.287, 0.413, 0.359)
+"""Sub-voxel shift (fraction of the spacing along i, j, k) of the grid relative to the centred field of view."""
 
 
 def _rot(axis: str, degrees: float) -> np.ndarray:
@@ -73,7 +76,8 @@ def grid_geometry(
     hi = coords.max(axis=0) + margin_mm
     sp = np.asarray(spacing, float)
     size = np.floor((hi - lo) / sp).astype(int) + 1
-    # centre the voxels on the covered range
-    lo = lo + ((hi - lo) - (size - 1) * sp) / 2
+    # centre the voxels on the covered range, then shift by a fraction of a voxel so that no row of voxel
+    # centres falls exactly on the phantom's round-number boundaries (e.g. the sac's lateral edge at x = +-8 mm)
+    lo = lo + ((hi - lo) - (size - 1) * sp) / 2 + np.asarray(GRID_PHASE) * sp
     origin = direction @ lo
     return tuple(float(o) for o in origin), tuple(int(n) for n in size)  # type: ignore[return-value]

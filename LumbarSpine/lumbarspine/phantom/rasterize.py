@@ -20,6 +20,8 @@ from .anatomy import (
     CANAL_SEMI_LATERAL_MM,
     CORTEX_MM,
     SAC_SEMI_AP_MM,
+    SACRUM_SEMI_AP_MM,
+    SACRUM_SEMI_LATERAL_MM,
     SKIN_SEMI_AP_MM,
     SKIN_SEMI_LATERAL_MM,
     STENOSIS_HALF_LENGTH_MM,
@@ -27,7 +29,6 @@ from .anatomy import (
     VertebraDims,
     sac_semi_axes,
 )
-from .anatomy import SACRUM_SEMI_AP_MM, SACRUM_SEMI_LATERAL_MM
 
 __all__ = ["Tissue", "rasterize", "SAC_END_BELOW_S1_MM", "PEDICLE_TAPER_PER_MM2", "PEDICLE_POST_MM"]
 

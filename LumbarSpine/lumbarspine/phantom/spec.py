@@ -7,8 +7,9 @@ argument fails early with a ``ValueError`` that names the problem.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..labels import DISC_LEVELS
 from .anatomy import MIN_STENOSIS_AREA_MM2, NORMAL_SAC_AREA_MM2

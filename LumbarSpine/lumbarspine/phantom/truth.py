@@ -17,6 +17,8 @@ from .anatomy import (
     CANAL_SEMI_AP_MM,
     CANAL_SEMI_LATERAL_MM,
     NORMAL_SAC_AREA_MM2,
+    SACRUM_SEMI_AP_MM,
+    SACRUM_SEMI_LATERAL_MM,
     STENOSIS_AP_EXPONENT,
     STENOSIS_HALF_LENGTH_MM,
     Centreline,
@@ -182,8 +184,6 @@ def build_truth(
             "canal_center_ras": _v(centreline.suw_to_ras(v.s_center, 0.0, 0.0)),
             "pedicles": pedicles,
         }
-    from .anatomy import SACRUM_SEMI_AP_MM, SACRUM_SEMI_LATERAL_MM
-
     wb = CANAL_SEMI_AP_MM + SACRUM_SEMI_AP_MM
     s_mid = layout.sacrum_s_top - layout.sacrum_length / 2
     truth["vertebrae"]["S1"] = {
