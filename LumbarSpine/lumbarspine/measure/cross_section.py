@@ -23,9 +23,10 @@ about 2 % (one standard deviation) from labels alone. A light Gaussian smoothing
 interpolation was also tried: it lowers the spread a little but biases small sections (the 0.5 level
 of a blurred convex section shrinks by about pi * sigma**2 mm2), so it is not used.
 
-Diameters are Feret extents of the component along two in-plane directions: ``ap_direction_ras``
-(given, or the RAS anterior axis projected into the plane) and ``lateral = ap x normal`` (the
-patient's right for an upward normal). Each is ``max - min`` of the sample projections plus one step.
+Diameters are chords through the section's centroid along two in-plane directions:
+``ap_direction_ras`` (given, or the RAS anterior axis projected into the plane) and
+``lateral = ap x normal`` (the patient's right for an upward normal); the Feret extents along the
+same directions are reported too.
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ class CrossSection:
 
     Attributes:
         area_mm2: area of the connected component containing the centre.
-        ap_diameter_mm: extent along ``ap_direction_ras``.
-        lateral_diameter_mm: extent along ``lateral_direction_ras``.
+        ap_diameter_mm: length of the chord along ``ap_direction_ras`` through the centroid (the Feret
+            extent when the centroid lies outside the section).
+        lateral_diameter_mm: the same along ``lateral_direction_ras``.
+        ap_feret_mm, lateral_feret_mm: Feret extents (max - min of the projections + one step); they
+            are biased upward by the voxel staircase of the boundary.
         n_samples: number of in-plane samples inside the component.
         step_mm: sampling step.
         center_ras, normal_ras (unit), ap_direction_ras, lateral_direction_ras: the plane and its basis.
@@ -65,6 +69,8 @@ class CrossSection:
     area_mm2: float
     ap_diameter_mm: float
     lateral_diameter_mm: float
+    ap_feret_mm: float
+    lateral_feret_mm: float
     n_samples: int
     step_mm: float
     center_ras: tuple[float, float, float]
@@ -132,6 +138,18 @@ def _mask_values(labels: Volume, values: np.ndarray, ras: np.ndarray, method: st
     value = ndimage.map_coordinates(mask, coords, order=1, mode="constant", cval=0.0, prefilter=False)
     # beyond the outermost voxel centres the grid holds no information: count as outside
     return np.where(_inside_grid(labels, ras, 0.0), np.clip(value, 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def _chord(line: np.ndarray, index: int) -> int:
+    """Length (in samples) of the run of True in ``line`` that contains ``index`` (0 when outside)."""
+    if not line[index]:
+        return 0
+    outside = np.flatnonzero(~line)
+    before = outside[outside < index]
+    after = outside[outside > index]
+    start = before[-1] + 1 if before.size else 0
+    stop = after[0] if after.size else line.size
+    return int(stop - start)
 
 
 def _inside_grid(labels: Volume, ras: np.ndarray, pad: float) -> np.ndarray:
@@ -228,10 +246,18 @@ def cross_section_area_mm2(
     area = count * step * step
     pa, pb = a[sel], b[sel]
     centroid = center + pa.mean() * lateral + pb.mean() * ap
+    row = int(np.clip(np.rint(pb.mean() / step) + half, 0, m - 1))  # sample row/column through the centroid
+    col = int(np.clip(np.rint(pa.mean() / step) + half, 0, m - 1))
+    ap_chord = _chord(sel[:, col], row) * step
+    lateral_chord = _chord(sel[row, :], col) * step
+    ap_feret = float(pb.max() - pb.min() + step)
+    lateral_feret = float(pa.max() - pa.min() + step)
     return CrossSection(
         area_mm2=area,
-        ap_diameter_mm=float(pb.max() - pb.min() + step),
-        lateral_diameter_mm=float(pa.max() - pa.min() + step),
+        ap_diameter_mm=ap_chord if ap_chord > 0 else ap_feret,
+        lateral_diameter_mm=lateral_chord if lateral_chord > 0 else lateral_feret,
+        ap_feret_mm=ap_feret,
+        lateral_feret_mm=lateral_feret,
         n_samples=count,
         step_mm=step,
         center_ras=tuple(float(x) for x in center),  # type: ignore[arg-type]
