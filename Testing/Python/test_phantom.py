@@ -110,6 +110,7 @@ def test_spec_errors(kwargs, message):
 
 def test_spec_accepts_stenosis_string_and_too_fine_grid_is_refused():
     assert PhantomSpec(stenosis="L4-L5=60").stenosis == {"L4-L5": 60.0}
+    assert hash(PhantomSpec(stenosis="L4-L5=60")) == hash(PhantomSpec(stenosis={"l4_l5": 60}))
     with pytest.raises(ValueError, match="voxels"):
         generate_phantom(PhantomSpec(spacing=(0.1, 0.1, 0.1)))
     with pytest.raises(ValueError, match="PhantomSpec"):

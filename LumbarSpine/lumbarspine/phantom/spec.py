@@ -152,6 +152,19 @@ class PhantomSpec:
                 raise ValueError(f"noise must be a non-negative number or None; got {self.noise!r}.")
             object.__setattr__(self, "noise", float(self.noise))
 
+    def __hash__(self) -> int:
+        return hash(
+            (
+                self.seed,
+                self.modality,
+                tuple(sorted(self.stenosis.items())),
+                self.spacing,
+                self.orientation,
+                self.margin_mm,
+                self.noise,
+            )
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy of the spec."""
         return {
