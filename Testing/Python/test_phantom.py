@@ -57,8 +57,16 @@ AREA_CASES = {
     "axial-1mm-stenosis": (dict(stenosis=STENOSIS), 0.02, 0.5),
     "axial-lefthanded-1mm-stenosis": (dict(stenosis=STENOSIS, orientation="axial-lps-lefthanded"), 0.02, 0.5),
     "sagittal-1mm-stenosis": (dict(stenosis=STENOSIS, orientation="sagittal"), 0.02, 0.5),
+    # On oblique 1 mm grids the voxelisation alone spreads a 60 mm2 section by about +-2 % (measured over
+    # sub-voxel grid shifts), so 1 mm oblique grids are held to 3 % and the 2 % promise is checked at 0.7 mm.
     "oblique-1mm-stenosis": (dict(stenosis=STENOSIS, orientation="oblique"), 0.03, 0.5),
     "oblique-lefthanded-1mm": (dict(orientation="oblique-lefthanded"), 0.03, 0.5),
+    "oblique-0.7mm-stenosis": (dict(stenosis=STENOSIS, orientation="oblique", spacing=(0.7, 0.7, 0.7)), 0.02, 0.5),
+    "oblique-lefthanded-0.7mm-stenosis": (
+        dict(stenosis=STENOSIS, orientation="oblique-lefthanded", spacing=(0.7, 0.7, 0.7)),
+        0.02,
+        0.5,
+    ),
     "axial-0.6x0.6x4-stenosis": (dict(stenosis=STENOSIS, spacing=(0.6, 0.6, 4.0)), 0.06, 1.0),
 }
 
