@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -169,3 +171,22 @@ def test_offscreen_render_draws_the_segmentation(tmp_path, slicer_scene):
     assert result["foreground_pixels"] > 0.05 * 320 * 240
     with pytest.raises(ValueError, match="Unknown view"):
         render_3d(slicer_scene, tmp_path / "x.png", view="top")
+
+
+def test_committed_color_table_matches_the_label_convention(tmp_path, slicer_scene):
+    import slicer
+
+    from lumbarspine.labels import TOTALSPINESEG, write_color_table
+
+    committed = Path(__file__).resolve().parents[2] / "Resources" / "ColorTables" / "LumbarSpine-TotalSpineSeg.ctbl"
+    fresh = tmp_path / "fresh.ctbl"
+    write_color_table(str(fresh))
+    assert committed.read_text() == fresh.read_text(), "regenerate it with lumbarspine.labels.write_color_table"
+    node = slicer_scene.scene.AddNewNodeByClass("vtkMRMLColorTableNode")
+    storage = slicer.vtkMRMLColorTableStorageNode()
+    slicer_scene.scene.AddNode(storage)
+    storage.SetFileName(str(committed))
+    assert storage.ReadData(node)
+    for info in TOTALSPINESEG:
+        # Slicer shows underscores in colour names as spaces
+        assert node.GetColorName(info.value).replace(" ", "_") == info.name
