@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .labels import SPINAL_CANAL
+from .progress import CancelCallback, ProgressCallback, check_cancel
 
 __all__ = ["run_demo", "DEFAULT_DEMO_FILTER"]
 
-ProgressCallback = Callable[[float, str], None]
 
 DEFAULT_DEMO_FILTER: tuple[str, dict[str, float]] = ("gaussian", {"sigma": 1.0})
 """The demo's filter: a Gaussian, sigma 1 mm (SimpleITK's SmoothingRecursiveGaussian meaning)."""
@@ -41,6 +40,7 @@ def run_demo(
     backend: str = "auto",
     screenshot_size: tuple[int, int] = (900, 900),
     progress: ProgressCallback | None = None,
+    cancel: CancelCallback | None = None,
 ) -> dict[str, Any]:
     """Phantom -> filter -> Slicer scene (.mrb), label map and 3D screenshot in ``out_dir``.
 
@@ -55,6 +55,8 @@ def run_demo(
         backend: ``auto`` / ``cupy`` / ``numpy``.
         screenshot_size: PNG width and height in pixels.
         progress: ``progress(fraction, message)``.
+        cancel: ``cancel() -> bool``, polled between the steps (and inside the filters); True stops
+            the run with :class:`lumbarspine.progress.OperationCancelled`.
 
     Returns:
         A summary dict: output paths (``image``, ``filtered``, ``labels``, ``truth``, ``scene``,
@@ -67,7 +69,10 @@ def run_demo(
     from .scene import create_scene, save_scene
     from .slicer_nodes import labels_to_segmentation_node, table_node_from_rows, volume_to_node
 
-    report = progress or _noop
+    def report(fraction: float, message: str) -> None:
+        check_cancel(cancel, "The demo")
+        (progress or _noop)(fraction, message)
+
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -93,11 +98,11 @@ def run_demo(
     report(0.3, "filtering")
     t0 = time.perf_counter()
     if preset:
-        result = apply_preset(phantom.image, preset, backend=backend)
+        result = apply_preset(phantom.image, preset, backend=backend, cancel=cancel)
         filter_label = f"preset {preset}"
     else:
         name, params = (filter_name, filter_params or {}) if filter_name else DEFAULT_DEMO_FILTER
-        result = apply_filter(phantom.image, name, backend=backend, **params)
+        result = apply_filter(phantom.image, name, backend=backend, cancel=cancel, **params)
         filter_label = f"{name} {params}"
     timings["filter_s"] = time.perf_counter() - t0
     filtered = result.volume

@@ -121,3 +121,20 @@ def test_demo_end_to_end(tmp_path):
     np.testing.assert_array_equal(reloaded.array, labels.to_right_handed().array)
     segmentation = names["Phantom segmentation"].GetSegmentation()
     assert segmentation.GetNumberOfSegments() == len(np.unique(labels.array)) - 1
+
+
+def test_demo_can_be_cancelled_between_steps(tmp_path):
+    from lumbarspine.filters import FilterCancelled
+    from lumbarspine.pipeline import run_demo
+    from lumbarspine.progress import OperationCancelled
+
+    assert issubclass(FilterCancelled, OperationCancelled)
+    seen = []
+
+    def progress(fraction, message):
+        seen.append(message)
+
+    with pytest.raises(OperationCancelled, match="cancelled"):
+        run_demo(tmp_path / "demo", spacing=(2.0, 2.0, 2.0), progress=progress, cancel=lambda: len(seen) >= 1)
+    assert seen == ["generating the lumbar phantom"]
+    assert not (tmp_path / "demo" / "lumbarspine_demo.mrb").exists()

@@ -16,13 +16,11 @@ from typing import Any
 import numpy as np
 
 from ..backend import Backend, select_backend
+from ..progress import CancelCallback, OperationCancelled, ProgressCallback
 from ..volume import Volume
 
-ProgressCallback = Callable[[float, str], None]
-CancelCallback = Callable[[], bool]
 
-
-class FilterCancelled(RuntimeError):
+class FilterCancelled(OperationCancelled):
     """Raised when the ``cancel()`` callback returned True between two filter steps or iterations."""
 
 
