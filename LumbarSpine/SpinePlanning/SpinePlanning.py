@@ -340,6 +340,10 @@ class SpinePlanningLogic(ScriptedLoadableModuleLogic):
             else scene.GenerateUniqueName(f"{inputLabelmap.GetName()}_nogo_{marginMm:g}mm")
         )
         segmentation = labels_to_segmentation_node(zone, scene, node=outputSegmentation, name=name)
+        # The zone's label value (1) is "spinal_cord" in TotalSpineSeg: name and colour the segment as the no-go zone.
+        segment = segmentation.GetSegmentation().GetNthSegment(0)
+        segment.SetName("no_go_zone")
+        segment.SetColor(1.0, 0.0, 0.0)
         if createSurface:
             self._report(progress, cancel, 0.8, "Building the 3D surface")
             segmentation.CreateClosedSurfaceRepresentation()

@@ -1,0 +1,653 @@
+"""The three scripted modules' Logic classes, run for real in a headless Slicer scene.
+
+The modules' own ``ScriptedLoadableModuleTest`` self-tests need the full Slicer application; this
+file checks the module wiring to the library in CI instead. Only the GUI-only pieces that the
+Qt-free ``slicer-core`` wheel lacks are stood in for, and only while a module file is imported:
+``qt``, ``ctk``, ``slicer.ScriptedLoadableModule``, ``slicer.parameterNodeWrapper`` (and
+``slicer.util.VTKObservationMixin`` where missing). The MRML scene, the nodes, the library, the
+phantom and the filters are real. Every Logic call gets the scene explicitly (as the Widgets pass
+``scene=slicer.mrmlScene``) while ``slicer.mrmlScene`` raises, so a Logic that reaches for the
+global scene fails here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer", reason="slicer-core is not installed: pip install slicer-core==5.13.31053.0")
+
+from lumbarspine.filters import FilterCancelled, apply_filter, apply_preset  # noqa: E402
+from lumbarspine.phantom import PhantomSpec, generate_phantom  # noqa: E402
+from lumbarspine.planning import no_go_zone  # noqa: E402
+from lumbarspine.slicer_nodes import (  # noqa: E402
+    rows_from_table_node,
+    segmentation_node_to_labels,
+    volume_from_node,
+    volume_to_node,
+)
+
+MODULES_DIR = Path(__file__).resolve().parents[2] / "LumbarSpine"
+_counter = itertools.count()
+
+
+# ------------------------------------------------------------------------------ stand-ins
+
+
+class _Parent:
+    """What Slicer hands a ScriptedLoadableModule: a bag of attributes."""
+
+    isEntered = False
+
+
+class _ScriptedLoadableModule:
+    def __init__(self, parent=None):
+        self.parent = parent if parent is not None else _Parent()
+
+
+class _ScriptedLoadableModuleWidget:
+    def __init__(self, parent=None):
+        self.parent = parent
+
+    def setup(self):
+        raise AssertionError("ScriptedLoadableModuleWidget.setup needs the Slicer GUI")
+
+
+class _ScriptedLoadableModuleLogic:
+    def __init__(self, parent=None):
+        self.parent = parent
+
+    def getParameterNode(self):
+        raise AssertionError("getParameterNode uses slicer.mrmlScene: the Logic must not call it when given a scene")
+
+
+class _ScriptedLoadableModuleTest:
+    pass
+
+
+class _Annotation:
+    """A no-op stand-in for parameterNodeWrapper's annotations (Choice, WithinRange, Default, ...)."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+def _parameter_node_wrapper(cls=None, **_kwargs):
+    if cls is None:  # used as @parameterNodeWrapper(...)
+        return lambda c: c
+    return cls
+
+
+def _make_module(name: str, **attributes) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__dict__.update(attributes)
+    return module
+
+
+class _NoGlobalSceneSlicer(types.ModuleType):
+    """The class given to the ``slicer`` module during the Logic calls: ``slicer.mrmlScene`` and
+    ``slicer.app`` raise (an AssertionError, which ``getattr(..., default)`` does not swallow)."""
+
+    @property
+    def mrmlScene(self):
+        raise AssertionError("a module Logic touched slicer.mrmlScene although a scene was passed")
+
+    @property
+    def app(self):
+        raise AssertionError("a module Logic touched slicer.app")
+
+
+@pytest.fixture
+def gui_standins(monkeypatch):
+    """Install the GUI-only stand-ins for the duration of one test."""
+    import slicer
+    import slicer.util
+
+    monkeypatch.setitem(sys.modules, "qt", _make_module("qt"))
+    monkeypatch.setitem(sys.modules, "ctk", _make_module("ctk"))
+    slm = _make_module(
+        "slicer.ScriptedLoadableModule",
+        ScriptedLoadableModule=_ScriptedLoadableModule,
+        ScriptedLoadableModuleWidget=_ScriptedLoadableModuleWidget,
+        ScriptedLoadableModuleLogic=_ScriptedLoadableModuleLogic,
+        ScriptedLoadableModuleTest=_ScriptedLoadableModuleTest,
+    )
+    annotations = {
+        name: type(name, (_Annotation,), {})
+        for name in ("Choice", "WithinRange", "Default", "Minimum", "Maximum", "Decimals", "SingleStep", "Label")
+    }
+    pnw = _make_module("slicer.parameterNodeWrapper", parameterNodeWrapper=_parameter_node_wrapper, **annotations)
+    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", slm)
+    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", pnw)
+    monkeypatch.setattr(slicer, "ScriptedLoadableModule", slm, raising=False)
+    monkeypatch.setattr(slicer, "parameterNodeWrapper", pnw, raising=False)
+    if not hasattr(slicer.util, "VTKObservationMixin"):
+
+        class VTKObservationMixin:
+            def __init__(self):
+                self.Observations = []
+
+        monkeypatch.setattr(slicer.util, "VTKObservationMixin", VTKObservationMixin, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def load_module(gui_standins):
+    """``load_module("SpineFiltering")`` imports LumbarSpine/SpineFiltering/SpineFiltering.py under a unique name."""
+
+    def load(name: str) -> types.ModuleType:
+        path = MODULES_DIR / name / f"{name}.py"
+        unique = f"_lumbarspine_module_under_test_{name}_{next(_counter)}"
+        spec = importlib.util.spec_from_file_location(unique, path)
+        module = importlib.util.module_from_spec(spec)
+        gui_standins.setitem(sys.modules, unique, module)  # dataclasses look the module up while it executes
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture
+def no_global_scene(monkeypatch):
+    """A context manager: inside it ``slicer.mrmlScene`` / ``slicer.app`` raise."""
+    import contextlib
+
+    import slicer
+
+    @contextlib.contextmanager
+    def guard():
+        with monkeypatch.context() as patch:
+            patch.setattr(slicer, "__class__", _NoGlobalSceneSlicer)
+            yield
+
+    return guard
+
+
+class _Recorder:
+    """Progress and cancel callbacks with the Widget's signatures (``_onProgress``, ``_isCancelRequested``)."""
+
+    def __init__(self, cancel_after: int | None = None):
+        self.fractions: list[float] = []
+        self.messages: list[str] = []
+        self.cancel_after = cancel_after
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self.fractions.append(float(fraction))
+        self.messages.append(message)
+
+    def cancel(self) -> bool:
+        return self.cancel_after is not None and len(self.fractions) >= self.cancel_after
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return generate_phantom(PhantomSpec(stenosis={"L4-L5": 60.0}, spacing=(2.0, 2.0, 2.0), noise=20.0))
+
+
+def _count(scene, class_name: str) -> int:
+    return scene.GetNumberOfNodesByClass(class_name)
+
+
+# ------------------------------------------------------------------------------ imports
+
+
+@pytest.mark.parametrize("name", ["SpineFiltering", "SpineStenosis", "SpinePlanning"])
+def test_module_imports_and_describes_itself(load_module, name):
+    module = load_module(name)
+    for suffix in ("", "Widget", "Logic", "Test"):
+        assert isinstance(getattr(module, name + suffix), type), f"{name}{suffix} is missing"
+    description = getattr(module, name)(None).parent
+    assert description.categories == ["Spine"]
+    assert description.title and description.helpText and description.contributors
+
+
+def test_no_global_scene_guard_works(no_global_scene):
+    import slicer
+
+    with no_global_scene():
+        with pytest.raises(AssertionError, match="mrmlScene"):
+            getattr(slicer, "mrmlScene", None)
+        with pytest.raises(AssertionError, match="slicer.app"):
+            slicer.app  # noqa: B018
+        assert slicer.vtkMRMLScene is not None  # everything else is the real slicer module
+    assert not hasattr(slicer, "mrmlScene")
+
+
+@pytest.mark.parametrize("name", ["SpineFiltering", "SpineStenosis", "SpinePlanning"])
+def test_widget_calls_logic_process_with_its_signature(load_module, name):
+    """The Widget's ``self.logic.process(...)`` call (read from the source: the Widget needs Qt) only uses
+    arguments the Logic's ``process`` takes, and passes the scene explicitly."""
+    import ast
+    import inspect
+
+    module = load_module(name)
+    source = (MODULES_DIR / name / f"{name}.py").read_text(encoding="utf-8")
+    widget = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == f"{name}Widget")
+    calls = [
+        node
+        for node in ast.walk(widget)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "self.logic.process"
+    ]
+    assert len(calls) == 1
+    signature = inspect.signature(getattr(module, f"{name}Logic").process)
+    keywords = {keyword.arg for keyword in calls[0].keywords}
+    assert keywords <= set(signature.parameters), keywords - set(signature.parameters)
+    assert {"scene", "progress", "cancel"} <= keywords
+    signature.bind(None, *[None] * len(calls[0].args), **dict.fromkeys(keywords))
+
+
+# ------------------------------------------------------------------------------ SpineFiltering
+
+
+def _widget_parameter_values(module, name: str) -> dict:
+    """The values the Widget's parameter form sends for filter ``name`` when the user changed nothing
+    (``_buildParameterForm`` + ``_currentParameterValues``: volumes skipped, ints as int, +-1e9 as +-inf)."""
+    values = {}
+    for parameter in module.SpineFilteringLogic.filterParameters(name):
+        info = module._parameterInfo(parameter)
+        if info["kind"] == "volume":
+            continue
+        value = info["default"]
+        isInteger = info["kind"] == "int" or (isinstance(value, int) and not isinstance(value, bool))
+        if info["choices"]:
+            values[info["name"]] = value
+        elif info["kind"] == "bool" or isinstance(value, bool):
+            values[info["name"]] = bool(value)
+        elif isInteger:
+            values[info["name"]] = int(round(value))
+        else:
+            spin = min(max(float(value), -1.0e9), 1.0e9)  # the spin box range
+            values[info["name"]] = float("inf") if spin >= 1.0e9 else float("-inf") if spin <= -1.0e9 else spin
+    return values
+
+
+def test_filtering_logic_filter_and_preset(load_module, slicer_scene, no_global_scene, phantom):
+    module = load_module("SpineFiltering")
+    scene = slicer_scene.scene
+    logic = module.SpineFilteringLogic()
+    input_node = volume_to_node(phantom.image, scene, name="FilteringInput")
+    before = volume_from_node(input_node)
+    keys = [key for key, _ in logic.availableOperations()]
+    assert "filter:gaussian" in keys and "preset:ct-bone" in keys
+
+    parameters = _widget_parameter_values(module, "gaussian")
+    assert parameters == {"sigma": 1.0}
+    recorder = _Recorder()
+    volumes_before = _count(scene, "vtkMRMLScalarVolumeNode")
+    with no_global_scene():
+        result = logic.process(
+            input_node,
+            outputVolume=None,
+            operation="filter:gaussian",
+            parameters=parameters,
+            backend="numpy",
+            progress=recorder.progress,
+            cancel=recorder.cancel,
+            scene=scene,
+        )
+    output = result.outputVolume
+    assert (result.kind, result.name, result.backend) == ("filter", "gaussian", "numpy")
+    assert output.GetID() != input_node.GetID()
+    assert output.GetScene() is scene
+    assert _count(scene, "vtkMRMLScalarVolumeNode") == volumes_before + 1
+    assert output.GetName().startswith("FilteringInput_gaussian")
+    assert recorder.fractions and all(0.0 <= f <= 1.0 for f in recorder.fractions)
+    # the input is untouched
+    after = volume_from_node(input_node)
+    np.testing.assert_array_equal(after.array, before.array)
+    assert after.same_geometry(before)
+    # the output: same grid, the library's values
+    filtered = volume_from_node(output)
+    assert filtered.same_geometry(before)
+    expected = apply_filter(before, "gaussian", backend="numpy", **parameters).volume
+    assert filtered.array.dtype == expected.array.dtype
+    np.testing.assert_array_equal(filtered.array, expected.array)
+
+    # a second run into the given output node reuses it (other sigma, other values)
+    with no_global_scene():
+        again = logic.process(
+            input_node,
+            outputVolume=output,
+            operation="filter:gaussian",
+            parameters={"sigma": 2.0},
+            backend="numpy",
+            progress=recorder.progress,
+            cancel=recorder.cancel,
+            scene=scene,
+        )
+    assert again.outputVolume.GetID() == output.GetID()
+    assert _count(scene, "vtkMRMLScalarVolumeNode") == volumes_before + 1
+    refiltered = volume_from_node(output)
+    assert refiltered.same_geometry(before)
+    np.testing.assert_array_equal(
+        refiltered.array, apply_filter(before, "gaussian", backend="numpy", sigma=2.0).volume.array
+    )
+
+    # a preset (the Widget sends the form's empty parameters for presets)
+    with no_global_scene():
+        preset = logic.process(
+            input_node,
+            outputVolume=None,
+            operation="preset:ct-bone",
+            parameters={},
+            backend="numpy",
+            progress=recorder.progress,
+            cancel=recorder.cancel,
+            scene=scene,
+        )
+    assert (preset.kind, preset.name) == ("preset", "ct-bone")
+    assert preset.outputVolume.GetID() not in (input_node.GetID(), output.GetID())
+    presetVolume = volume_from_node(preset.outputVolume)
+    assert presetVolume.same_geometry(before)
+    np.testing.assert_array_equal(presetVolume.array, apply_preset(before, "ct-bone", backend="numpy").volume.array)
+    np.testing.assert_array_equal(volume_from_node(input_node).array, before.array)
+
+
+def test_filtering_logic_every_filter_with_the_forms_defaults(load_module, slicer_scene, no_global_scene):
+    """Every registry filter accepts what the Widget's untouched form sends (small volume: wiring only)."""
+    module = load_module("SpineFiltering")
+    scene = slicer_scene.scene
+    logic = module.SpineFilteringLogic()
+    rng = np.random.default_rng(0)
+    small = generate_phantom(PhantomSpec(spacing=(4.0, 4.0, 4.0), noise=20.0)).image
+    small = small.with_array((small.array + rng.integers(-5, 5, small.shape)).astype(small.array.dtype))
+    input_node = volume_to_node(small, scene, name="Small")
+    source = volume_from_node(input_node)
+    for key, _title in logic.availableOperations():
+        kind, name = logic.resolveOperation(key)
+        if kind != "filter" or name == "n4":
+            continue  # N4 is slow and has no wiring of its own
+        parameters = _widget_parameter_values(module, name)
+        assert logic.operationDescription(key)
+        with no_global_scene():
+            result = logic.process(
+                input_node,
+                operation=key,
+                parameters=parameters,
+                backend="numpy",
+                progress=None,
+                cancel=None,
+                scene=scene,
+            )
+        out = volume_from_node(result.outputVolume)
+        expected = apply_filter(source, name, backend="numpy", **parameters).volume
+        assert out.same_geometry(expected), name
+        assert result.outputVolume.IsA("vtkMRMLLabelMapVolumeNode") == expected.is_label, name
+        np.testing.assert_array_equal(out.array, expected.array, err_msg=name)
+    np.testing.assert_array_equal(volume_from_node(input_node).array, source.array)
+
+
+def test_filtering_logic_cancel_and_bad_input(load_module, slicer_scene, no_global_scene, phantom):
+    module = load_module("SpineFiltering")
+    scene = slicer_scene.scene
+    logic = module.SpineFilteringLogic()
+    input_node = volume_to_node(phantom.image, scene, name="FilteringInput")
+    volumes = _count(scene, "vtkMRMLVolumeNode")
+
+    def run(node, cancel=None, **kwargs):
+        arguments = dict(operation="filter:gaussian", parameters={"sigma": 1.0}, backend="numpy")
+        arguments.update(kwargs)
+        recorder = _Recorder()
+        with no_global_scene():
+            return logic.process(
+                node, progress=recorder.progress, cancel=cancel or recorder.cancel, scene=scene, **arguments
+            )
+
+    with pytest.raises(FilterCancelled):
+        run(input_node, cancel=lambda: True)
+    # a cancel that comes during the run (after the first progress report) stops it too
+    mid = _Recorder(cancel_after=1)
+    with no_global_scene(), pytest.raises(FilterCancelled):
+        logic.process(
+            input_node,
+            operation="preset:ct-bone",
+            parameters={},
+            backend="numpy",
+            progress=mid.progress,
+            cancel=mid.cancel,
+            scene=scene,
+        )
+    assert len(mid.fractions) >= 1
+    assert _count(scene, "vtkMRMLVolumeNode") == volumes  # nothing was written
+
+    with pytest.raises(ValueError, match="No input volume"):
+        run(None)
+    empty = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Empty")
+    with pytest.raises(ValueError, match="no image data"):
+        run(empty)
+    with pytest.raises(ValueError, match="Unknown filter or preset"):
+        run(input_node, operation="filter:no_such_filter")
+    with pytest.raises(ValueError, match="No filter or preset"):
+        run(input_node, operation="")
+    with pytest.raises(ValueError, match="no parameter"):
+        run(input_node, parameters={"radius": 2})
+    with pytest.raises(ValueError, match="takes no parameters"):
+        run(input_node, operation="preset:ct-bone", parameters={"sigma": 1.0})
+    with pytest.raises(ValueError, match="backend"):
+        run(input_node, backend="opencl")
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "NotAVolume")
+    with pytest.raises(ValueError, match="not a scalar volume"):
+        run(table)
+    with pytest.raises(ValueError, match="not a scalar volume"):
+        run(input_node, outputVolume=table)
+    assert _count(scene, "vtkMRMLVolumeNode") == volumes + 1  # only the empty node added above
+
+
+# ------------------------------------------------------------------------------ SpineStenosis
+
+
+def test_stenosis_logic_grades_the_phantom(load_module, slicer_scene, no_global_scene, phantom):
+    module = load_module("SpineStenosis")
+    scene = slicer_scene.scene
+    logic = module.SpineStenosisLogic()
+    labelmap = volume_to_node(phantom.labels, scene, name="StenosisLabels")
+    assert labelmap.IsA("vtkMRMLLabelMapVolumeNode")
+    before = volume_from_node(labelmap).array.copy()
+    recorder = _Recorder()
+    with no_global_scene():
+        result = logic.process(
+            labelmap, outputTable=None, progress=recorder.progress, cancel=recorder.cancel, scene=scene
+        )
+    table = result.outputTable
+    assert table.IsA("vtkMRMLTableNode") and table.GetScene() is scene
+    assert table.GetName().startswith("StenosisLabels_stenosis")
+    levels = list(phantom.truth["levels"])
+    assert [row["level"] for row in result.rows] == levels
+    assert table.GetNumberOfRows() == len(levels) == 5
+    rows = {row["level"]: row for row in rows_from_table_node(table)}
+    assert list(rows) == levels
+    assert rows["L4-L5"]["grade"] == "Severe"
+    truth = phantom.truth["levels"]["L4-L5"]["dural_sac_area_mm2"]
+    assert truth == pytest.approx(60.0)
+    assert rows["L4-L5"]["dural_sac_area_mm2"] == pytest.approx(truth, rel=0.10)
+    for level in levels:
+        if level != "L4-L5":
+            assert rows[level]["grade"] == "Normal/Mild", level
+        assert rows[level]["dural_sac_area_mm2"] == pytest.approx(
+            result.rows[levels.index(level)]["dural_sac_area_mm2"]
+        )
+    assert recorder.fractions[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in recorder.fractions)
+    np.testing.assert_array_equal(volume_from_node(labelmap).array, before)
+    assert "L4-L5" in logic.summaryHtml(result.rows) and "Severe" in logic.summaryHtml(result.rows)
+
+    # the Widget then passes the table back: it is refilled, not duplicated
+    tables = _count(scene, "vtkMRMLTableNode")
+    with no_global_scene():
+        again = logic.process(
+            labelmap, outputTable=table, progress=recorder.progress, cancel=recorder.cancel, scene=scene
+        )
+    assert again.outputTable.GetID() == table.GetID()
+    assert _count(scene, "vtkMRMLTableNode") == tables
+    assert table.GetNumberOfRows() == 5
+
+
+def test_stenosis_logic_cancel_and_bad_input(load_module, slicer_scene, no_global_scene, phantom):
+    module = load_module("SpineStenosis")
+    scene = slicer_scene.scene
+    logic = module.SpineStenosisLogic()
+    labelmap = volume_to_node(phantom.labels, scene, name="StenosisLabels")
+    tables = _count(scene, "vtkMRMLTableNode")
+
+    def run(node, cancel=None, **kwargs):
+        recorder = _Recorder()
+        with no_global_scene():
+            return logic.process(
+                node, progress=recorder.progress, cancel=cancel or recorder.cancel, scene=scene, **kwargs
+            )
+
+    with pytest.raises(module.OperationCancelled):
+        run(labelmap, cancel=lambda: True)
+    mid = _Recorder(cancel_after=1)
+    with no_global_scene(), pytest.raises(module.OperationCancelled):
+        logic.process(labelmap, progress=mid.progress, cancel=mid.cancel, scene=scene)
+    assert mid.fractions == [0.05]
+    assert _count(scene, "vtkMRMLTableNode") == tables
+
+    with pytest.raises(ValueError, match="No input label map"):
+        run(None)
+    with pytest.raises(ValueError, match="no image data"):
+        run(scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "Empty"))
+    with pytest.raises(ValueError, match="non-integer"):
+        run(
+            volume_to_node(
+                phantom.labels.with_array(phantom.labels.array.astype(np.float32) + 0.5, is_label=False), scene
+            )
+        )
+    no_canal = phantom.labels.with_array(np.where(phantom.labels.array == 2, 0, phantom.labels.array).astype(np.uint8))
+    with pytest.raises(ValueError, match="No canal found"):
+        run(volume_to_node(no_canal, scene, name="NoCanal"))
+    with pytest.raises(ValueError, match="not a table"):
+        run(labelmap, outputTable=labelmap)
+    assert _count(scene, "vtkMRMLTableNode") == tables
+
+
+# ------------------------------------------------------------------------------ SpinePlanning
+
+
+def test_planning_logic_no_go_zone(load_module, slicer_scene, no_global_scene, phantom):
+    module = load_module("SpinePlanning")
+    scene = slicer_scene.scene
+    logic = module.SpinePlanningLogic()
+    labelmap = volume_to_node(phantom.labels, scene, name="PlanningLabels")
+    labels = volume_from_node(labelmap)
+    recorder = _Recorder()
+    segmentations = _count(scene, "vtkMRMLSegmentationNode")
+    with no_global_scene():
+        result = logic.process(
+            labelmap,
+            marginMm=2.0,
+            outputSegmentation=None,
+            createSurface=True,
+            progress=recorder.progress,
+            cancel=recorder.cancel,
+            scene=scene,
+        )
+    node = result.outputSegmentation
+    assert node.IsA("vtkMRMLSegmentationNode") and node.GetScene() is scene
+    assert _count(scene, "vtkMRMLSegmentationNode") == segmentations + 1
+    assert node.GetName().startswith("PlanningLabels_nogo_2mm")
+    segmentation = node.GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == 1
+    assert segmentation.GetNthSegment(0).GetName() == "no_go_zone"
+    assert segmentation.GetNthSegment(0).GetColor() == pytest.approx((1.0, 0.0, 0.0))
+    import slicer
+
+    surface = slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
+    assert segmentation.ContainsRepresentation(surface)
+    assert recorder.fractions[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in recorder.fractions)
+
+    expected = no_go_zone(labels, margin_mm=2.0)
+    expected_voxels = int(np.count_nonzero(expected.array))
+    exported = segmentation_node_to_labels(node, scene, reference=labels)
+    assert exported.same_geometry(labels)
+    assert int(np.count_nonzero(exported.array)) == expected_voxels
+    np.testing.assert_array_equal(exported.array != 0, expected.array != 0)
+    assert result.zoneVolumeMm3 == pytest.approx(expected_voxels * float(np.prod(labels.spacing)))
+    np.testing.assert_array_equal(volume_from_node(labelmap).array, labels.array)
+
+    # a wider margin into the same node (the Widget passes its output back): reused, larger
+    with no_global_scene():
+        wider = logic.process(
+            labelmap,
+            marginMm=5.0,
+            outputSegmentation=node,
+            createSurface=False,
+            progress=recorder.progress,
+            cancel=recorder.cancel,
+            scene=scene,
+        )
+    assert wider.outputSegmentation.GetID() == node.GetID()
+    assert _count(scene, "vtkMRMLSegmentationNode") == segmentations + 1
+    assert node.GetSegmentation().GetNumberOfSegments() == 1
+    exported = segmentation_node_to_labels(node, scene, reference=labels)
+    assert int(np.count_nonzero(exported.array)) == int(np.count_nonzero(no_go_zone(labels, margin_mm=5.0).array))
+    assert wider.zoneVolumeMm3 > result.zoneVolumeMm3
+
+
+def test_planning_logic_cancel_and_bad_input(load_module, slicer_scene, no_global_scene, phantom):
+    module = load_module("SpinePlanning")
+    scene = slicer_scene.scene
+    logic = module.SpinePlanningLogic()
+    labelmap = volume_to_node(phantom.labels, scene, name="PlanningLabels")
+    segmentations = _count(scene, "vtkMRMLSegmentationNode")
+
+    def run(node, cancel=None, **kwargs):
+        recorder = _Recorder()
+        with no_global_scene():
+            return logic.process(
+                node, progress=recorder.progress, cancel=cancel or recorder.cancel, scene=scene, **kwargs
+            )
+
+    with pytest.raises(module.OperationCancelled):
+        run(labelmap, cancel=lambda: True)
+    mid = _Recorder(cancel_after=2)
+    with no_global_scene(), pytest.raises(module.OperationCancelled):
+        logic.process(labelmap, progress=mid.progress, cancel=mid.cancel, scene=scene)
+    assert mid.fractions == [0.05, 0.15]
+    assert _count(scene, "vtkMRMLSegmentationNode") == segmentations
+
+    with pytest.raises(ValueError, match="No input label map"):
+        run(None)
+    with pytest.raises(ValueError, match="no image data"):
+        run(scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "Empty"))
+    for margin in (-1.0, module.MAX_MARGIN_MM + 1.0, float("nan"), "wide"):
+        with pytest.raises(ValueError, match="margin"):
+            run(labelmap, marginMm=margin)
+    bones = phantom.labels.with_array(np.where(np.isin(phantom.labels.array, [1, 2]), 0, phantom.labels.array))
+    with pytest.raises(ValueError, match="No neural elements"):
+        run(volume_to_node(bones.with_array(bones.array.astype(np.uint8)), scene, name="Bones"))
+    with pytest.raises(ValueError, match="not a segmentation"):
+        run(labelmap, outputSegmentation=labelmap)
+    assert _count(scene, "vtkMRMLSegmentationNode") == segmentations
+
+
+def test_logic_without_a_scene_argument_uses_the_input_nodes_scene(load_module, slicer_scene, no_global_scene, phantom):
+    """The console examples in the Logic docstrings call process(node) without scene=: that must not need
+    slicer.mrmlScene either."""
+    scene = slicer_scene.scene
+    labelmap = volume_to_node(phantom.labels, scene, name="Labels")
+    image = volume_to_node(phantom.image, scene, name="Image")
+    filtering = load_module("SpineFiltering").SpineFilteringLogic()
+    stenosis = load_module("SpineStenosis").SpineStenosisLogic()
+    planning = load_module("SpinePlanning").SpinePlanningLogic()
+    with no_global_scene():
+        assert filtering.process(image, operation="gaussian", backend="numpy").outputVolume.GetScene() is scene
+        assert stenosis.process(labelmap).outputTable.GetScene() is scene
+        assert planning.process(labelmap, createSurface=False).outputSegmentation.GetScene() is scene
+
+
+def test_standins_do_not_leak():
+    """Runs last: the stand-ins and the guarded slicer class are gone after the tests above."""
+    import slicer
+
+    for name in ("qt", "ctk", "slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper"):
+        assert getattr(sys.modules.get(name), "__file__", "real") is not None, f"the {name} stand-in leaked"
+    assert not any(name.startswith("_lumbarspine_module_under_test_") for name in sys.modules)
+    assert not hasattr(slicer, "mrmlScene")
+    assert type(slicer) is types.ModuleType
