@@ -373,3 +373,74 @@ def test_bad_inputs(vol):
         F.apply_filter(vol, "gaussian", backend="opencl")
     with pytest.raises(ValueError, match="empty"):
         F.apply_filter(vol.with_array(np.zeros(vol.shape, np.uint8)), "distance_map", backend=CPU)
+
+
+# ------------------------------------------------------------- CPU fast paths (chunked / threaded)
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_zscore_chunked_statistics_match_float64(monkeypatch, threads):
+    """Chunked float64 statistics (several chunks, some with an empty mask) = whole-volume float64,
+    also for a large mean with a small spread (no cancellation)."""
+    from lumbarspine.filters import intensity
+
+    monkeypatch.setenv("LUMBARSPINE_THREADS", threads)
+    monkeypatch.setattr(intensity, "_CHUNK_STATS", 1000)
+    monkeypatch.setattr(intensity, "_CHUNK_OUT", 777)
+    rng = np.random.default_rng(5)
+    a = (1.0e4 + rng.normal(0.0, 1.0, size=(20, 30, 17))).astype(np.float32)
+    v = Volume(a, spacing=(0.7, 0.9, 3.0))
+    a64 = a.astype(np.float64)
+    out = F.apply_filter(v, "zscore", backend=CPU).volume.array
+    expect = ((a - np.float32(a64.mean())) * np.float32(1.0 / a64.std(ddof=1))).astype(np.float32)
+    assert out.dtype == np.float32 and np.abs(out - expect).max() <= 1e-4
+    m = np.zeros(a.shape, np.uint8)
+    m[3:9, 5:20, 2:11] = 1  # most chunks have no foreground
+    masked = F.apply_filter(v, "zscore", backend=CPU, mask=v.with_array(m, is_label=True)).volume.array
+    inside = a64[m > 0]
+    # the output arithmetic is float32 (the mean rounded to float32, ~5e-4 here), as on the GPU
+    expect = (a - np.float32(inside.mean())) * np.float32(1.0 / inside.std(ddof=1))
+    assert np.abs(masked - expect).max() <= 1e-4
+
+
+def _scipy_resample(vol: Volume, out: Volume, order: int) -> np.ndarray:
+    s = np.asarray(vol.spacing[::-1])
+    t = np.asarray(out.spacing[::-1])
+    mode = "nearest" if order == 1 else "mirror"
+    return ndi.affine_transform(
+        vol.array, t / s, offset=(t - s) / (2 * s), output_shape=out.shape, order=order, mode=mode, output=np.float32
+    )
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("spacing", [0.0, 1.5, (0.5, 2.0, 1.0), (0.7, 0.45, 9.0), (0.7, 50.0, 3.0)])
+def test_resample_cpu_twin_equals_affine_transform(vol, monkeypatch, threads, spacing):
+    """Separable threaded linear = scipy affine_transform(order=1, nearest) to float32 rounding, also
+    where samples fall outside the input's voxel edges (50 mm: n' = 1, clamped); threaded B-spline =
+    one affine_transform(order=3, mirror) call."""
+    monkeypatch.setenv("LUMBARSPINE_THREADS", threads)
+    lin = _run(vol, "resample", spacing=spacing, interpolation="linear", antialias=False)
+    assert lin.array.dtype == np.float32
+    assert np.abs(lin.array - _scipy_resample(vol, lin, 1)).max() <= 1e-6 * _rng(vol.array)
+    bsp = _run(vol, "resample", spacing=spacing, interpolation="bspline", antialias=False)
+    assert np.abs(bsp.array - _scipy_resample(vol, bsp, 3)).max() <= 1e-6 * _rng(vol.array)
+
+
+def test_resample_antialias_slabs_equal_one_gaussian(vol, monkeypatch):
+    monkeypatch.setenv("LUMBARSPINE_THREADS", "2")
+    big = Volume(np.tile(vol.array, (3, 1, 1)), spacing=vol.spacing, origin=vol.origin, direction=vol.direction)
+    out = _run(big, "resample", spacing=(2.0, 1.0, 4.0), interpolation="linear", antialias=True)  # 72 slices: slabs
+    s = np.asarray(big.spacing[::-1])
+    t = np.asarray(out.spacing[::-1])
+    sig = np.sqrt(np.maximum(t**2 - s**2, 0)) / 2.3548200450309493 / s
+    smooth = big.with_array(ndi.gaussian_filter(big.array, tuple(sig), mode="nearest", truncate=4.0))
+    assert np.abs(out.array - _scipy_resample(smooth, out, 1)).max() <= 1e-6 * _rng(big.array)
+
+
+def test_resample_edge_sample_is_clamped_not_zero():
+    """n = 7 at 1 mm -> 2 mm gives n' = 4 (round half to even): the last output centre sits exactly on
+    the input's outer voxel edge (index 6.5). We clamp (edge value), as scipy's mode='nearest' and the
+    GPU path do; SimpleITK Resample treats that point as outside and returns its default value."""
+    a = np.arange(3 * 4 * 7, dtype=np.float32).reshape(3, 4, 7) + 1
+    out = _run(Volume(a, spacing=(1.0, 1.0, 1.0)), "resample", spacing=(2.0, 1.0, 1.0), antialias=False).array
+    assert out.shape == (3, 4, 4)
+    assert np.array_equal(out[..., 3], a[..., 6])
+    assert np.allclose(out[..., :3], 0.5 * (a[..., 0:6:2] + a[..., 1:6:2]))
