@@ -128,7 +128,7 @@ def _specs():
 
 # How the CPU twin works now where the registry's one-word description (FilterInfo.cpu) is too short.
 CPU_NOTES = {
-    "zscore": "numpy, chunked float64 statistics + float32 output, threaded",
+    "zscore": "numpy, chunked float64 statistics + float32 output, threaded (from 4M voxels)",
     "resample": "numpy separable linear, slab-threaded (B-spline: scipy, threaded)",
 }
 

@@ -385,6 +385,7 @@ def test_zscore_chunked_statistics_match_float64(monkeypatch, threads):
     monkeypatch.setenv("LUMBARSPINE_THREADS", threads)
     monkeypatch.setattr(intensity, "_CHUNK_STATS", 1000)
     monkeypatch.setattr(intensity, "_CHUNK_OUT", 777)
+    monkeypatch.setattr(intensity, "_THREADS_FROM", 0)
     rng = np.random.default_rng(5)
     a = (1.0e4 + rng.normal(0.0, 1.0, size=(20, 30, 17))).astype(np.float32)
     v = Volume(a, spacing=(0.7, 0.9, 3.0))

@@ -105,14 +105,15 @@ def zscore_impl(volume: Volume, ctx: RunContext, *, foreground: str = "all", mas
 
 _CHUNK_STATS = 1 << 18  # voxels per CPU work item for the statistics (a 2 MB float64 buffer)
 _CHUNK_OUT = 1 << 20  # voxels per CPU work item for the output (4 MB float32)
+_THREADS_FROM = 1 << 22  # below this many voxels a thread pool costs more than it saves (2-core benchmark)
 
 
 def _chunks(size: int, chunk: int) -> list[tuple[int, int]]:
     return [(a, min(a + chunk, size)) for a in range(0, size, chunk)]
 
 
-def _thread_map(func, items: list) -> list:
-    threads = min(cpu_threads(), len(items))
+def _thread_map(func, items: list, size: int) -> list:
+    threads = min(cpu_threads(), len(items)) if size >= _THREADS_FROM else 1
     if threads <= 1:
         return [func(it) for it in items]
     with ThreadPoolExecutor(threads) as pool:
@@ -145,7 +146,7 @@ def _moments_cpu(u: np.ndarray, m: np.ndarray | None) -> tuple[int, float, float
 
     n, mean, m2 = 0, 0.0, 0.0
     # Chan, Golub & LeVeque's pairwise merge of (count, mean, M2), in chunk order (deterministic)
-    for nb, mb, m2b in _thread_map(part, _chunks(flat.size, _CHUNK_STATS)):
+    for nb, mb, m2b in _thread_map(part, _chunks(flat.size, _CHUNK_STATS), flat.size):
         if nb == 0:
             continue
         tot = n + nb
@@ -176,7 +177,7 @@ def _shift_scale(be, u: Any, mean: float, inv: float) -> Any:
         np.subtract(flat[a:b], m32, out=oflat[a:b])
         oflat[a:b] *= i32
 
-    _thread_map(work, _chunks(flat.size, _CHUNK_OUT))
+    _thread_map(work, _chunks(flat.size, _CHUNK_OUT), flat.size)
     return out
 
 
