@@ -126,13 +126,6 @@ def _specs():
     }
 
 
-# How the CPU twin works now where the registry's one-word description (FilterInfo.cpu) is too short.
-CPU_NOTES = {
-    "zscore": "numpy, chunked float64 statistics + float32 output, threaded (from 4M voxels)",
-    "resample": "numpy separable linear, slab-threaded (B-spline: scipy, threaded)",
-}
-
-
 def _sitk_resample(img, v, spacing):
     import SimpleITK as sitk
 
@@ -238,7 +231,7 @@ def main(argv=None) -> int:
             info = F.FILTERS[fname]
             reps = 1 if (big and slow) else args.repeats
             note = f" ({reps} run)" if reps != args.repeats else ""
-            cpu_note = CPU_NOTES.get(fname, info.cpu)
+            cpu_note = info.cpu
             if big and args.skip_slow and fname in ("bilateral", "n4"):
                 lines.append(f"| {name} | skipped at this size | | | | {cpu_note} |")
                 continue

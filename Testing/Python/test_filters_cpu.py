@@ -271,7 +271,7 @@ def test_fill_holes_components_distance(mask_vol):
 def test_registry_is_complete():
     for name, info in F.FILTERS.items():
         assert info.name == name and callable(info.function) and info.help and info.tolerance
-        assert info.gpu in ("kernel", "cupyx", "cupy", "cpu")
+        assert info.gpu in ("kernel", "cupyx", "cupy", "cucim", "cpu")
         for p in info.params:
             assert p.help, (name, p.name)
             if p.kind == "choice":
