@@ -343,17 +343,11 @@ class SpineStenosisLogic(ScriptedLoadableModuleLogic):
 
 
 def _phantomVolumes(**specArguments):
-    """(image, labels) Volumes of a synthetic lumbar phantom (tolerates the phantom's return shape)."""
+    """(image, labels) Volumes of a synthetic lumbar phantom (see lumbarspine.phantom.PhantomSpec)."""
     from lumbarspine.phantom import PhantomSpec, generate_phantom
 
     phantom = generate_phantom(PhantomSpec(**specArguments))
-    if isinstance(phantom, (tuple, list)):
-        return phantom[0], phantom[1]
-    image = next((getattr(phantom, n) for n in ("image", "volume", "ct", "intensity") if hasattr(phantom, n)), None)
-    labels = next(
-        (getattr(phantom, n) for n in ("labels", "label", "label_volume", "labelmap") if hasattr(phantom, n)), None
-    )
-    return image, labels
+    return phantom.image, phantom.labels
 
 
 class SpineStenosisTest(ScriptedLoadableModuleTest):
