@@ -1,0 +1,1 @@
+file(APPEND "${CMAKE_BINARY_DIR}/slicer_calls.txt" "cpack ${PROJECT_NAME}\n")
