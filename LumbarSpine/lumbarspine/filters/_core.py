@@ -74,6 +74,8 @@ def upload(backend: Backend, array: np.ndarray) -> Any:
     array = np.ascontiguousarray(array)
     if not backend.is_gpu:
         return array
+    if not array.dtype.isnative:  # CuPy refuses big-endian dtypes (e.g. '>i2' from a raw/NIfTI reader)
+        array = array.astype(array.dtype.newbyteorder("="))
     cp = backend.xp
     pinned = cp.cuda.alloc_pinned_memory(max(array.nbytes, 1))
     staging = np.frombuffer(pinned, array.dtype, array.size).reshape(array.shape)

@@ -110,11 +110,21 @@ def resample_impl(
     matrix = t_kji / s_kji
     offset = (t_kji - s_kji) / (2.0 * s_kji)
     if be.is_gpu:
+        # cupyx needs the (diagonal) matrix on the device: it computes -offset / matrix with CuPy and passes
+        # matrix to its kernel, and a NumPy array there raises TypeError
+        matrix_d = xp.asarray(matrix, dtype=xp.float64)
         if interpolation == "linear":
-            out = ndi.affine_transform(u, matrix, offset=offset, output_shape=shape, order=1, mode="nearest")
+            out = ndi.affine_transform(u, matrix_d, offset=offset, output_shape=shape, order=1, mode="nearest")
         else:
             out = ndi.affine_transform(
-                u, matrix, offset=offset, output_shape=shape, order=3, mode="mirror", prefilter=True, output=xp.float32
+                u,
+                matrix_d,
+                offset=offset,
+                output_shape=shape,
+                order=3,
+                mode="mirror",
+                prefilter=True,
+                output=xp.float32,
             )
     elif interpolation == "linear":
         out = _linear_cpu(u, matrix, offset, shape)
