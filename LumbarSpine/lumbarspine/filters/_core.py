@@ -19,6 +19,21 @@ from ..backend import Backend, select_backend
 from ..progress import CancelCallback, OperationCancelled, ProgressCallback
 from ..volume import Volume
 
+CUDA_THREAD_VOXEL = r"""
+// One thread per voxel of a C-ordered nz x ny x nx volume: its flat index and (x, y, z) = (i, j, k).
+struct ThreadVoxel { long long idx; int x, y, z; };
+__device__ __forceinline__ bool thread_voxel(int nz, int ny, int nx, ThreadVoxel* v) {
+    long long n = (long long)nz * ny * nx;
+    v->idx = (long long)blockDim.x * blockIdx.x + threadIdx.x;
+    if (v->idx >= n) return false;
+    v->x = (int)(v->idx % nx);
+    v->y = (int)((v->idx / nx) % ny);
+    v->z = (int)(v->idx / ((long long)nx * ny));
+    return true;
+}
+"""
+"""CUDA prologue shared by our kernels: ``thread_voxel`` maps a thread to its voxel (False past the end)."""
+
 
 class FilterCancelled(OperationCancelled):
     """Raised when the ``cancel()`` callback returned True between two filter steps or iterations."""

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..volume import Volume
-from ._core import RunContext, as_float32, slab_map
+from ._core import CUDA_THREAD_VOXEL, RunContext, as_float32, slab_map
 
 log = logging.getLogger("lumbarspine")
 
@@ -205,7 +205,9 @@ def _step_cpu(u: np.ndarray, scale, k: float, dt: float, curvature: bool) -> np.
 
 
 # ------------------------------------------------------------------------------------- GPU path
-_KERNEL_SOURCE = r"""
+_KERNEL_SOURCE = (
+    CUDA_THREAD_VOXEL
+    + r"""
 extern "C" __device__ __forceinline__ float ld(const float* u, int z, int y, int x, int nz, int ny, int nx) {
     z = min(max(z, 0), nz - 1); y = min(max(y, 0), ny - 1); x = min(max(x, 0), nx - 1);
     return u[((long long)z * ny + y) * nx + x];
@@ -247,12 +249,10 @@ extern "C" __device__ __forceinline__ float face_flux(const float* u, int z, int
 }
 extern "C" __global__ void diffusion_step(const float* __restrict__ u, float* __restrict__ out,
         int nz, int ny, int nx, float sx, float sy, float sz, float K, float dt, int curvature) {
-    long long n = (long long)nz * ny * nx;
-    long long idx = (long long)blockDim.x * blockIdx.x + threadIdx.x;
-    if (idx >= n) return;
-    int x = (int)(idx % nx);
-    int y = (int)((idx / nx) % ny);
-    int z = (int)(idx / ((long long)nx * ny));
+    ThreadVoxel v;
+    if (!thread_voxel(nz, ny, nx, &v)) return;
+    long long idx = v.idx;
+    int x = v.x, y = v.y, z = v.z;
     float s[3] = {sx, sy, sz};
     int pos[3] = {x, y, z};
     int lim[3] = {nx, ny, nz};
@@ -282,18 +282,17 @@ extern "C" __global__ void diffusion_step(const float* __restrict__ u, float* __
 }
 extern "C" __global__ void grad_sq(const float* __restrict__ u, float* __restrict__ out,
         int nz, int ny, int nx, float sx, float sy, float sz) {
-    long long n = (long long)nz * ny * nx;
-    long long idx = (long long)blockDim.x * blockIdx.x + threadIdx.x;
-    if (idx >= n) return;
-    int x = (int)(idx % nx);
-    int y = (int)((idx / nx) % ny);
-    int z = (int)(idx / ((long long)nx * ny));
+    ThreadVoxel v;
+    if (!thread_voxel(nz, ny, nx, &v)) return;
+    long long idx = v.idx;
+    int x = v.x, y = v.y, z = v.z;
     float s[3] = {sx, sy, sz};
     float acc = 0.0f;
     for (int a = 0; a < 3; ++a) { float d = cdiff(u, z, y, x, a, nz, ny, nx, s); acc = acc + d * d; }
     out[idx] = acc;
 }
 """
+)
 
 _MODULE_CACHE: dict[str, Any] = {}
 

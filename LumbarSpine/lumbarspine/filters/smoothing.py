@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..volume import Volume
-from ._core import RunContext, as_float32, host_array, slab_map
+from ._core import CUDA_THREAD_VOXEL, RunContext, as_float32, host_array, slab_map
 
 GAUSSIAN_TRUNCATE = 4.0
 
@@ -57,19 +57,19 @@ def gaussian_impl(volume: Volume, ctx: RunContext, *, sigma: float = 1.0) -> Vol
 
 
 # -------------------------------------------------------------------------------------- median
-_MEDIAN_SOURCE = r"""
+_MEDIAN_SOURCE = (
+    CUDA_THREAD_VOXEL
+    + r"""
 extern "C" __global__ void median_forgetful(const float* __restrict__ u, float* __restrict__ out,
         int nz, int ny, int nx) {
     const int R = __RADIUS__;
     const int W = 2 * R + 1;
     const int N = W * W * W;
     const int M = N / 2 + 2;  // buffer: median rank (N-1)/2 plus two
-    long long n = (long long)nz * ny * nx;
-    long long idx = (long long)blockDim.x * blockIdx.x + threadIdx.x;
-    if (idx >= n) return;
-    int x = (int)(idx % nx);
-    int y = (int)((idx / nx) % ny);
-    int z = (int)(idx / ((long long)nx * ny));
+    ThreadVoxel v;
+    if (!thread_voxel(nz, ny, nx, &v)) return;
+    long long idx = v.idx;
+    int x = v.x, y = v.y, z = v.z;
     float buf[M];
     int size = 0;
     for (int t = 0; t < N; ++t) {
@@ -90,6 +90,7 @@ extern "C" __global__ void median_forgetful(const float* __restrict__ u, float* 
     out[idx] = buf[0];
 }
 """
+)
 
 _KERNELS: dict[Any, Any] = {}
 
@@ -202,16 +203,16 @@ def _bilateral_cpu_numpy(u: np.ndarray, spacing_kji, domain_sigma: float, range_
     return slab_map(one, u, radius[0], slab=max(8, 2 * radius[0]))
 
 
-_BILATERAL_SOURCE = r"""
+_BILATERAL_SOURCE = (
+    CUDA_THREAD_VOXEL
+    + r"""
 extern "C" __global__ void bilateral(const float* __restrict__ u, float* __restrict__ out,
         const double* __restrict__ domain, const double* __restrict__ table,
         int nz, int ny, int nx, int rz, int ry, int rx, double dynamic, double to_index, int samples) {
-    long long n = (long long)nz * ny * nx;
-    long long idx = (long long)blockDim.x * blockIdx.x + threadIdx.x;
-    if (idx >= n) return;
-    int x = (int)(idx % nx);
-    int y = (int)((idx / nx) % ny);
-    int z = (int)(idx / ((long long)nx * ny));
+    ThreadVoxel v;
+    if (!thread_voxel(nz, ny, nx, &v)) return;
+    long long idx = v.idx;
+    int x = v.x, y = v.y, z = v.z;
     float c = u[idx];
     double val = 0.0, norm = 0.0;
     int t = 0;
@@ -235,6 +236,7 @@ extern "C" __global__ void bilateral(const float* __restrict__ u, float* __restr
     out[idx] = (float)(val / norm);
 }
 """
+)
 
 
 def bilateral_impl(volume: Volume, ctx: RunContext, *, domain_sigma: float = 1.0, range_sigma: float = 50.0) -> Volume:
