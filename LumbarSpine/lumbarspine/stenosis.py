@@ -57,22 +57,23 @@ class StenosisThresholds:
             raise ValueError("AP diameter thresholds must satisfy 0 < absolute < relative (mm).")
 
 
-def grade_area(area_mm2: float, thresholds: StenosisThresholds = StenosisThresholds()) -> str:
-    """RSNA-style grade of a dural sac cross-sectional area in mm2."""
-    if area_mm2 < thresholds.area_absolute_mm2:
+def _grade(value: float, relative: float, absolute: float) -> str:
+    """Severe below ``absolute``, Moderate below ``relative``, else Normal/Mild."""
+    if value < absolute:
         return GRADES[2]
-    if area_mm2 < thresholds.area_relative_mm2:
+    if value < relative:
         return GRADES[1]
     return GRADES[0]
+
+
+def grade_area(area_mm2: float, thresholds: StenosisThresholds = StenosisThresholds()) -> str:
+    """RSNA-style grade of a dural sac cross-sectional area in mm2."""
+    return _grade(area_mm2, thresholds.area_relative_mm2, thresholds.area_absolute_mm2)
 
 
 def grade_ap_diameter(ap_mm: float, thresholds: StenosisThresholds = StenosisThresholds()) -> str:
     """RSNA-style grade of a canal AP diameter in mm."""
-    if ap_mm < thresholds.ap_absolute_mm:
-        return GRADES[2]
-    if ap_mm < thresholds.ap_relative_mm:
-        return GRADES[1]
-    return GRADES[0]
+    return _grade(ap_mm, thresholds.ap_relative_mm, thresholds.ap_absolute_mm)
 
 
 @dataclass(frozen=True)
