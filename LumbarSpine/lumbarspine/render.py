@@ -88,6 +88,7 @@ def render_3d(
     view_logic.SetMRMLApplicationLogic(ctx.app_logic)
     view_logic.SetMRMLScene(ctx.scene)
     ctx.app_logic.GetViewLogics().AddItem(view_logic)
+    view_node = None
     try:
         view_node = view_logic.AddViewNode("LumbarSpineOffscreen")
         view_node.SetBoxVisible(False)
@@ -129,7 +130,7 @@ def render_3d(
     finally:
         group.SetMRMLDisplayableNode(None)
         ctx.app_logic.GetViewLogics().RemoveItem(view_logic)
-        if "view_node" in locals() and view_node is not None:
+        if view_node is not None:
             ctx.scene.RemoveNode(view_node)
         window.Finalize()
     return {"path": path, "window_class": window_class, "foreground_pixels": foreground, "size": tuple(size)}
