@@ -64,7 +64,7 @@ def run_demo(
     """
     from .filters import apply_filter, apply_preset
     from .io import write_volume
-    from .phantom import PhantomSpec, generate_phantom
+    from .phantom import PhantomSpec, generate_phantom, save_phantom
     from .render import render_3d
     from .scene import create_scene, save_scene
     from .slicer_nodes import labels_to_segmentation_node, table_node_from_rows, volume_to_node
@@ -88,12 +88,7 @@ def run_demo(
     )
     phantom = generate_phantom(spec)
     timings["phantom_s"] = time.perf_counter() - t0
-    paths: dict[str, Path] = {
-        "image": write_volume(phantom.image, out / "phantom_image.nii.gz"),
-        "labels": write_volume(phantom.labels, out / "phantom_labels.nii.gz"),
-        "truth": out / "truth.json",
-    }
-    paths["truth"].write_text(json.dumps(phantom.truth, indent=2))
+    paths: dict[str, Path] = {key: Path(path) for key, path in save_phantom(phantom, out, prefix="phantom_").items()}
 
     report(0.3, "filtering")
     t0 = time.perf_counter()

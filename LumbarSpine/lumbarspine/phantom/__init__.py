@@ -44,7 +44,7 @@ mm) is fitted around the phantom; only the grid turns, the anatomy stays in RAS.
 """
 
 from .anatomy import NORMAL_SAC_AREA_MM2
-from .generate import Phantom, generate_phantom, write_phantom
+from .generate import Phantom, generate_phantom, save_phantom, write_phantom
 from .spec import MODALITIES, ORIENTATIONS, PhantomSpec, parse_stenosis
 from .truth import FIELDS
 
@@ -53,6 +53,7 @@ __all__ = [
     "Phantom",
     "generate_phantom",
     "write_phantom",
+    "save_phantom",
     "parse_stenosis",
     "ORIENTATIONS",
     "MODALITIES",

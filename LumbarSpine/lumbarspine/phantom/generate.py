@@ -17,7 +17,7 @@ from .rasterize import rasterize
 from .spec import MAX_VOXELS, PhantomSpec
 from .truth import build_truth
 
-__all__ = ["Phantom", "generate_phantom", "write_phantom"]
+__all__ = ["Phantom", "generate_phantom", "save_phantom", "write_phantom"]
 
 
 @dataclass(frozen=True)
@@ -95,24 +95,31 @@ def generate_phantom(spec: PhantomSpec | None = None) -> Phantom:
     return Phantom(spec=spec, image=image_vol, labels=label_vol, truth=truth)
 
 
+def save_phantom(phantom: Phantom, out_dir: str | os.PathLike[str], prefix: str = "") -> dict[str, str]:
+    """Write ``<prefix>image.nii.gz``, ``<prefix>labels.nii.gz`` and ``<prefix>truth.json`` into ``out_dir``.
+
+    ``out_dir`` is created when missing. Returns ``{"image": path, "labels": path, "truth": path}``.
+    """
+    from ..io import write_volume
+
+    out = os.fspath(out_dir)
+    os.makedirs(out, exist_ok=True)
+    paths = {
+        "image": os.path.join(out, f"{prefix}image.nii.gz"),
+        "labels": os.path.join(out, f"{prefix}labels.nii.gz"),
+        "truth": os.path.join(out, f"{prefix}truth.json"),
+    }
+    write_volume(phantom.image, paths["image"])
+    write_volume(phantom.labels, paths["labels"])
+    with open(paths["truth"], "w", encoding="utf-8") as fh:
+        json.dump(phantom.truth, fh, indent=2)
+        fh.write("\n")
+    return paths
+
+
 def write_phantom(out_dir: str | os.PathLike[str], spec: PhantomSpec | None = None) -> dict[str, str]:
     """Generate a phantom and write ``image.nii.gz``, ``labels.nii.gz`` and ``truth.json`` into ``out_dir``.
 
     ``out_dir`` is created when missing. Returns ``{"image": path, "labels": path, "truth": path}``.
     """
-    import SimpleITK as sitk
-
-    phantom = generate_phantom(spec)
-    out = os.fspath(out_dir)
-    os.makedirs(out, exist_ok=True)
-    paths = {
-        "image": os.path.join(out, "image.nii.gz"),
-        "labels": os.path.join(out, "labels.nii.gz"),
-        "truth": os.path.join(out, "truth.json"),
-    }
-    sitk.WriteImage(phantom.image.to_sitk(), paths["image"], True)
-    sitk.WriteImage(phantom.labels.to_sitk(), paths["labels"], True)
-    with open(paths["truth"], "w", encoding="utf-8") as fh:
-        json.dump(phantom.truth, fh, indent=2)
-        fh.write("\n")
-    return paths
+    return save_phantom(generate_phantom(spec), out_dir)
