@@ -24,7 +24,20 @@ from typing import Any
 
 from .backend import BACKEND_CHOICES, BackendUnavailableError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "COMMAND_MODULES"]
+
+COMMAND_MODULES: tuple[str, ...] = ()
+"""Library modules that add a subcommand each (``segment``, ``grade``, ``plan``, ...).
+
+Each module defines ``NAME`` (the subcommand), ``add_parser(subparsers) -> ArgumentParser`` and
+``run(args) -> int``; it lives in its capability's package (``lumbarspine.anatomy.command`` ...).
+"""
+
+
+def _command_modules() -> dict[str, Any]:
+    import importlib
+
+    return {module.NAME: module for module in (importlib.import_module(name) for name in COMMAND_MODULES)}
 
 
 def _progress_printer(quiet: bool):
@@ -89,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--quiet", action="store_true")
 
     sub.add_parser("backend", help="say which array backend 'auto' picks here, and why")
+    for module in _command_modules().values():
+        module.add_parser(sub)
     return parser
 
 
@@ -241,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_filter(args, extra)
         if args.command == "demo":
             return _cmd_demo(args)
+        extra_commands = _command_modules()
+        if args.command in extra_commands:
+            return int(extra_commands[args.command].run(args))
         return _cmd_backend(args)
     except (ValueError, BackendUnavailableError) as exc:
         print(f"lumbarspine {args.command}: error: {exc}", file=sys.stderr)
