@@ -207,6 +207,7 @@ def run_tool(
         image_path = Path(tmp) / "image.nii.gz"
         write_volume(volume, image_path)
         command, output, convention = tool_command(method, image_path, Path(tmp) / "out", modality=modality)
+        (Path(tmp) / "out").mkdir()
         report(0.05, f"running {' '.join(command)}")
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         lines: list[str] = []
