@@ -9,6 +9,15 @@ project-specific value :data:`EPIDURAL_FAT` = 201 (outside every published range
 documents it in the colour table it writes. Within the canal label 2 the *dural sac* is what is
 measured: the phantom's label 2 is the dural sac (thecal sac with CSF), and the epidural fat
 around it is 201.
+
+Other project labels (outside every TotalSpineSeg id, :data:`PROJECT_LABELS`): 33 T13 and 46 L6
+(transitional vertebrae that VerSe and SPINEPS label), discs 83 T12-T13, 84 T13-L1, 96 L5-L6 and
+101 L6-S1, and the unnumbered levels 301-349 (vertebra n from the top = 300 + n) and 351-399
+(disc n = 350 + n) used when the levels cannot be numbered (:mod:`lumbarspine.anatomy.model`).
+
+Two names per label: :func:`label_name` (file-level, TotalSpineSeg style, ``vertebrae_L4``; the
+colour table file) and :func:`segment_name` (what Slicer shows: ``L4``, ``L4-L5``, ``dural sac``),
+with :func:`segment_terminology` (Slicer ``TerminologyEntry``, SNOMED CT codes where Slicer has them).
 """
 
 from __future__ import annotations

@@ -67,6 +67,7 @@ def test_phantom_as_slicer_seg_nrrd_gives_the_same_anatomy(phantom, tmp_path):
     path = write_seg_nrrd(phantom.labels, tmp_path / "phantom.seg.nrrd")
     anatomy = load_segmentation(path, reference=phantom.image)  # auto: a .seg.nrrd is read by segment name
     assert anatomy.source.startswith("import seg.nrrd")
+    assert not any("resampled" in w for w in anatomy.warnings)  # a right-handed copy of the grid is not resampled
     _check_same_anatomy(anatomy, phantom.labels, EXPRESSIBLE["totalspineseg"])
 
 

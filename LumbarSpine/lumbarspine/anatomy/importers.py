@@ -150,6 +150,10 @@ def _resolve_grid(labels: Volume, reference: Volume | None, notes: list[str]) ->
         if reference is not None and labels.shape != reference.shape:  # pragma: no cover - same_geometry checks it
             raise ValueError("The label map's grid does not match the image.")
         return labels if reference is None else reference.with_array(labels.array, is_label=True)
+    if labels.to_right_handed().same_geometry(reference.to_right_handed(), atol=1e-3):
+        # the same voxels on a grid stored the other way along k (Slicer keeps grids right-handed): no resampling
+        array = np.asarray(labels.to_right_handed().array)
+        return reference.with_array(array if reference.is_right_handed else array[::-1].copy(), is_label=True)
     lo_l, hi_l = labels.bounds_ras()
     lo_r, hi_r = reference.bounds_ras()
     overlap = np.minimum(hi_l, hi_r) - np.maximum(lo_l, lo_r)
