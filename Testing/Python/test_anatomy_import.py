@@ -21,6 +21,8 @@ EXPRESSIBLE = {
     "totalsegmentator": VERTEBRAE | {50},  # no disc and no canal class
     "totalsegmentator_vertebrae_mr": VERTEBRAE | {50},
     "spider": VERTEBRAE | DISCS | {2},  # no sacrum label
+    "totalsegmentator_v1": VERTEBRAE | {50},
+    "totalspineseg_2024": VERTEBRAE | DISCS | {2, 50},
 }
 NAMES = {41: "L1", 42: "L2", 43: "L3", 44: "L4", 45: "L5", 50: "S1"}
 DISC_NAMES = {92: "L1-L2", 93: "L2-L3", 94: "L3-L4", 95: "L4-L5", 100: "L5-S1"}
@@ -184,6 +186,16 @@ def test_auto_refuses_an_ambiguous_label_set(phantom):
     verse = encode_in_convention(phantom.labels, "verse")
     with pytest.raises(ValueError, match=r"ambiguous.*spineps, verse, totalsegmentator.*--convention"):
         load_segmentation(verse)
+
+
+def test_auto_rules_out_readings_with_an_impossible_vertebra_order(phantom):
+    """A TotalSpineSeg map without the project's 201 also fits TotalSegmentator v1/v2 by its values, but those
+    read L1..L5 as T3..C6 (upside down) or as C1 next to the sacrum: auto keeps the one possible reading."""
+    labels = np.where(phantom.labels.array == 201, 0, phantom.labels.array)
+    anatomy = load_segmentation(phantom.labels.with_array(labels))
+    assert anatomy.source.startswith("import totalspineseg ")
+    assert any("Label convention totalspineseg chosen" in w and "totalsegmentator" in w for w in anatomy.warnings)
+    _check_same_anatomy(anatomy, phantom.labels, VERTEBRAE | DISCS | {2, 50})
 
 
 def test_resampling_onto_an_overlapping_image_grid_is_stated(phantom):

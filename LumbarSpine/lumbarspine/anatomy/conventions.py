@@ -20,6 +20,12 @@ Tables (sources checked with the project's search tool; see also ``clinical-refe
 * ``totalsegmentator`` (TotalSegmentator v2 ``total`` task, CT; ``map_to_binary.class_map["total"]``):
   25 sacrum, 26 vertebrae_S1 (both imported as the sacrum, 50), 27-31 L5-L1, 32-43 T12-T1, 44-50
   C7-C1, 79 spinal_cord; no canal and no disc class. Everything else (organs, ribs, ...) is skipped.
+* ``totalsegmentator_v1`` (TotalSegmentator v1 ``total``, ``class_map["total_v1"]``): 18-22 L5-L1,
+  23-34 T12-T1, 35-41 C7-C1, 92 sacrum; organs skipped. A map whose values fit both v1 and v2 is
+  ambiguous for ``auto`` (the two read most numbers differently): choose with ``--convention``.
+* ``totalspineseg_2024`` (TotalSpineSeg until its commit c96c9f0 of 14 September 2024, README table):
+  the TotalSegmentator v1 vertebra ids, 92 sacrum, 200 spinal cord, 201 spinal canal, 202-224 discs
+  L5-S .. C2-C3. Later releases (r20241115 on) use the current table (``totalspineseg``).
 * ``totalsegmentator_vertebrae_mr`` (TotalSegmentator ``vertebrae_mr`` task): 1 sacrum, 2-6 L5-L1,
   7-18 T12-T1, 19-25 C7-C1. Checked in ``class_map["vertebrae_mr"]``: this task has vertebrae only; the
   discs and the spinal cord of TotalSegmentator's MR models are single classes of the ``total_mr`` task
@@ -219,6 +225,26 @@ _TOTALSEG_VERTEBRAE_MR: dict[int, str] = {
     **{19 + n: f"C{7 - n}" for n in range(7)},
 }
 
+# TotalSegmentator v1 ("total_v1") vertebra ids, also used by TotalSpineSeg until September 2024.
+_TOTALSEG_V1_VERTEBRAE: dict[int, str] = {
+    **{18 + n: f"L{5 - n}" for n in range(5)},
+    **{23 + n: f"T{12 - n}" for n in range(12)},
+    **{35 + n: f"C{7 - n}" for n in range(7)},
+    92: "S1",
+}
+_DISCS_UPWARDS = (
+    ("L5-S1", "L4-L5", "L3-L4", "L2-L3", "L1-L2", "T12-L1")
+    + tuple(f"T{n - 1}-T{n}" for n in range(12, 1, -1))
+    + ("C7-T1",)
+    + tuple(f"C{n - 1}-C{n}" for n in range(7, 2, -1))
+)
+_TOTALSPINESEG_2024: dict[int, str] = {
+    **_TOTALSEG_V1_VERTEBRAE,
+    200: "spinal_cord",
+    201: "spinal_canal",
+    **{202 + n: name for n, name in enumerate(_DISCS_UPWARDS)},  # 202 L5-S ... 224 C2-C3
+}
+
 # SPIDER: vertebra n counted from the bottom, 1 = L5 (see the module docstring).
 _SPIDER_UPWARDS: tuple[str, ...] = (*reversed(_LUMBAR), *reversed(_THORACIC), *reversed(_CERVICAL))
 
@@ -294,6 +320,23 @@ CONVENTIONS: dict[str, Convention] = {
             "unknown",
             lambda present: {v: _TOTALSEG_VERTEBRAE_MR[v] for v in present if v in _TOTALSEG_VERTEBRAE_MR},
             "level names taken from the TotalSegmentator 'vertebrae_mr' class ids",
+        ),
+        Convention(
+            "totalsegmentator_v1",
+            "TotalSegmentator v1 'total' task (CT: 18-22 L5-L1, 23-34 T12-T1, 35-41 C7-C1, 92 sacrum)",
+            frozenset(range(1, 105)),
+            "ct",
+            lambda present: {v: _TOTALSEG_V1_VERTEBRAE[v] for v in present if v in _TOTALSEG_V1_VERTEBRAE},
+            "level names taken from the TotalSegmentator v1 class ids",
+        ),
+        Convention(
+            "totalspineseg_2024",
+            "TotalSpineSeg releases before September 2024 (18-41 L5..C1, 92 sacrum, 200 cord, 201 canal, "
+            "202-224 discs L5-S..C2-C3)",
+            frozenset(_TOTALSPINESEG_2024),
+            "unknown",
+            lambda present: {v: _TOTALSPINESEG_2024[v] for v in present if v in _TOTALSPINESEG_2024},
+            "level names taken from the (2024) TotalSpineSeg label values",
         ),
         Convention(
             "spider",

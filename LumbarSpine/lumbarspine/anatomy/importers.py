@@ -8,7 +8,10 @@ Rules:
 
 * ``convention="auto"`` picks a convention only when the label set allows exactly one reading: every
   convention whose value set holds all the values present is a candidate; when the candidates
-  disagree on what a value means the import stops with a ``ValueError`` that lists them and says to
+  disagree on what a value means, a reading that puts the vertebrae in an impossible order (upside
+  down by the RAS S of their centroids, or with more than one vertebra missing between two it reads,
+  e.g. C1 next to the sacrum) is ruled out, with a warning naming the conventions ruled out. When
+  more than one reading is left, the import stops with a ``ValueError`` that lists them and says to
   choose one with ``--convention NAME`` (``convention=`` in Python).
 * Label maps stored as floating point are read as labels when every value is a whole number (VerSe
   stores its masks so); fractional, NaN or infinite values are an error (a probability map or an
@@ -241,7 +244,7 @@ def load_segmentation(
         if convention == SEG_NRRD:
             raise ValueError("--convention seg.nrrd needs a Slicer .seg.nrrd file, not a label map.")
         if convention == "auto":
-            chosen = _detect(present, source_name)
+            chosen = _detect(present, source_name, raw, notes)
         else:
             chosen = convention
             outside = sorted(set(present) - CONVENTIONS[chosen].values)
@@ -302,7 +305,50 @@ def _has_named_levels(labels: Volume) -> bool:
     return bool(np.any((values > 2) & (values < 300) & (values != 201)))
 
 
-def _detect(present: list[int], source_name: str) -> str:
+_ANATOMICAL_ORDER: dict[int, int] = {}
+
+
+def _vertebra_rank(project_value: int) -> int | None:
+    """Position of a vertebra from the top of the spine (C1 = 0 ... L6, then S1); None for other structures."""
+    from .numbering import vertebra_name
+
+    if not _ANATOMICAL_ORDER:
+        names = [*(f"C{n}" for n in range(1, 8)), *(f"T{n}" for n in range(1, 14)), *(f"L{n}" for n in range(1, 7))]
+        names.append("S1")
+        by_name = {name: rank for rank, name in enumerate(names)}
+        for value in range(1, 300):
+            name = vertebra_name(value)
+            if name in by_name:
+                _ANATOMICAL_ORDER[value] = by_name[name]
+    return _ANATOMICAL_ORDER.get(int(project_value))
+
+
+def _order_is_possible(raw: Volume, mapping: dict[int, int]) -> bool | None:
+    """Whether a reading puts the vertebrae in their anatomical cranio-caudal order (RAS S of the centroids)
+    without gaps of more than one vertebra (a reading of the same voxels as C1 and the sacrum is not a spine).
+
+    None when fewer than two vertebrae are read (nothing to judge).
+    """
+    from scipy import ndimage
+
+    ranked = [(rank, value) for value, target in mapping.items() if (rank := _vertebra_rank(target)) is not None]
+    if len(ranked) < 2:
+        return None
+    array = np.asarray(raw.array)
+    values = [value for _, value in ranked]
+    centres = ndimage.center_of_mass(np.ones(array.shape, np.uint8), array, values)
+    heights = raw.ijk_to_ras_points(np.asarray(centres, dtype=float)[:, ::-1])[:, 2]
+    height = dict(zip(values, heights))
+    ranked.sort()
+    ordered = [height[value] for _, value in ranked]
+    in_order = all(upper > lower for upper, lower in zip(ordered, ordered[1:]))
+    # contiguous: at most one vertebra (or a transitional slot, T13 / L6) missing between two that are read
+    ranks = [rank for rank, _ in ranked]
+    contiguous = all(lower - upper <= 2 for upper, lower in zip(ranks, ranks[1:]))
+    return in_order and contiguous
+
+
+def _detect(present: list[int], source_name: str, raw: Volume, notes: list[str]) -> str:
     candidates = detect_conventions(present)
     if not candidates:
         shown = ", ".join(str(v) for v in present[:12]) + (" ..." if len(present) > 12 else "")
@@ -316,11 +362,22 @@ def _detect(present: list[int], source_name: str) -> str:
     first = readings[candidates[0]]
     if all(reading == first for reading in readings.values()):
         return candidates[0]  # e.g. VerSe and SPINEPS agree on vertebra-only maps
+    # A reading that puts the vertebrae in an impossible order (L2 above L1, C1 next to the sacrum) is not a candidate.
+    possible = [name for name in candidates if _order_is_possible(raw, readings[name]) is not False]
+    distinct = {tuple(sorted(readings[name].items())) for name in possible}
+    if len(distinct) == 1:
+        ruled_out = [name for name in candidates if name not in possible]
+        notes.append(
+            f"Label convention {possible[0]} chosen: its values also fit {', '.join(ruled_out)}, but those read "
+            "the vertebrae in an impossible order (upside down, or with whole regions of the spine missing between them)."
+        )
+        return possible[0]
     shown = ", ".join(str(v) for v in present[:12]) + (" ..." if len(present) > 12 else "")
+    remaining = possible or candidates
     raise ValueError(
         f"The label convention of {source_name} is ambiguous: its values ({shown}) fit "
-        f"{', '.join(candidates)}, which read them as different structures. {_HOW}, e.g. "
-        f"--convention {candidates[0]}."
+        f"{', '.join(remaining)}, which read them as different structures. {_HOW}, e.g. "
+        f"--convention {remaining[0]}."
     )
 
 
