@@ -100,6 +100,12 @@ def render_midsagittal(
     centre, superior, anterior = midsagittal_plane(anatomy)
     picture, s, a = sample_plane(image, centre, superior, anterior, order=1, pixel_mm=pixel_mm)
     labels, _, _ = sample_plane(anatomy.labels, centre, superior, anterior, order=0, pixel_mm=pixel_mm)
+    ones = image.with_array(np.ones(image.shape, np.uint8), is_label=True)
+    inside, _, _ = sample_plane(ones, centre, superior, anterior, order=0, pixel_mm=pixel_mm)
+    rows_in, cols_in = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    if len(rows_in) and len(cols_in):  # crop to the part of the plane inside the image
+        r0, r1, c0, c1 = rows_in[0], rows_in[-1] + 1, cols_in[0], cols_in[-1] + 1
+        picture, labels, s, a = picture[r0:r1, c0:c1], labels[r0:r1, c0:c1], s[r0:r1], a[c0:c1]
     labels = labels.astype(np.int64)
     inside = picture[picture > picture.min()] if np.any(picture > picture.min()) else picture
     if anatomy.modality == "ct":
