@@ -102,6 +102,28 @@ def test_seg_nrrd_with_other_segment_names_and_unknown_segments(tmp_path):
         load_segmentation(tmp_path / "liver.seg.nrrd")
 
 
+def test_seg_nrrd_overlapping_segments_in_layers(tmp_path):
+    """A lab's segmentation with the cord drawn inside the dural sac (Slicer puts them in two layers)."""
+    import slicerio
+
+    seg = slicerio.create_segmentation((10, 10, 10), np.eye(4))
+    sac = np.zeros((10, 10, 10), bool)
+    sac[2:8, 2:8, :] = True
+    cord = np.zeros((10, 10, 10), bool)
+    cord[4:6, 4:6, :5] = True
+    l4 = np.zeros((10, 10, 10), bool)
+    l4[0:2, :, :] = True
+    slicerio.add_segment(seg, cord, {"name": "spinal cord"})  # listed first: must still end up on top
+    slicerio.add_segment(seg, sac, {"name": "dural sac"})
+    slicerio.add_segment(seg, l4, {"name": "L4"})
+    assert seg["voxels"].ndim == 4  # two layers
+    slicerio.write_segmentation(str(tmp_path / "layers.seg.nrrd"), seg)
+    anatomy = load_segmentation(tmp_path / "layers.seg.nrrd")
+    got = np.asarray(anatomy.labels.array).transpose(2, 1, 0)  # back to i, j, k
+    assert np.array_equal(got == 1, cord) and np.array_equal(got == 2, sac & ~cord) and np.array_equal(got == 44, l4)
+    assert any("Overlapping segments (spinal cord)" in w for w in anatomy.warnings)
+
+
 @pytest.mark.parametrize(
     ("name", "structure"),
     [

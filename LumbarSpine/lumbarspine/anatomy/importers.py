@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..labels import EPIDURAL_FAT, SPINAL_CANAL, SPINAL_CORD
 from ..volume import RAS_TO_LPS, Volume
 from .build import anatomy_from_labels
 from .conventions import (
@@ -87,7 +88,7 @@ def read_label_map(path: str | os.PathLike[str]) -> Volume:
     return volume.with_array(_as_label_array(volume.array, f"label map {Path(path).name}"), is_label=True)
 
 
-def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, str], list[str]]:
+def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, str], list[str], str | None]:
     """A Slicer ``.seg.nrrd`` as an integer map (one value per recognised segment, project ids) + names + skipped."""
     import slicerio
 
@@ -108,23 +109,39 @@ def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, str], list[str]]:
     out = np.zeros(shape_ijk[::-1], dtype=np.int32)  # [k, j, i]
     names: dict[int, str] = {}
     skipped: list[str] = []
-    for segment in segments:
+    wanted: list[tuple[int, int, dict]] = []
+    for index, segment in enumerate(segments):
         name = str(segment.get("name", segment.get("id", "")))
         structure = structure_from_segment_name(name, segment.get("terminology"))
         target = project_id(structure) if structure else None
         if target is None:
             skipped.append(name)
-            continue
+        else:
+            wanted.append((index, target, segment))
+    # Overlapping segments (Slicer keeps them in layers): containers first, what they contain on top
+    # (epidural fat, then the dural sac / canal, then the cord), bones and discs last.
+    priority = {EPIDURAL_FAT: 0, SPINAL_CANAL: 1, SPINAL_CORD: 2}
+    overlaps: set[str] = set()
+    for _, target, segment in sorted(wanted, key=lambda item: (priority.get(item[1], 3), item[0])):
         mask = np.asarray(slicerio.segment_mask(segmentation, segment)).transpose(2, 1, 0)
+        taken = out[mask]
+        if np.any((taken != 0) & (taken != target)):
+            overlaps.add(str(segment.get("name")))
         out[mask] = target
-        names[target] = name
+        names[target] = str(segment.get("name", ""))
+    overlap_note = None
+    if overlaps:
+        overlap_note = (
+            f"Overlapping segments ({', '.join(sorted(overlaps))}) were drawn over the segments they lie in "
+            "(order: epidural fat, dural sac / canal, spinal cord, then bones and discs)."
+        )
     if not names:
         raise ValueError(
             f"No segment of {path.name} names a spine structure ({', '.join(skipped[:8])}): name them L1..L5, S1, "
             "L1-L2..L5-S1, 'dural sac', 'spinal cord' (or vertebrae_L4, disc_L4_L5 ...) and import again."
         )
     volume = Volume(out, spacing=tuple(spacing), origin=tuple(origin), direction=direction, is_label=True)
-    return volume, names, skipped
+    return volume, names, skipped, overlap_note
 
 
 def encode_in_convention(labels: Volume, convention: str) -> Volume:
@@ -228,7 +245,9 @@ def load_segmentation(
             )
         raw = None if is_seg_nrrd else read_label_map(path)
     if is_seg_nrrd:
-        labels, names, skipped = _read_seg_nrrd(path)
+        labels, names, skipped, overlap_note = _read_seg_nrrd(path)
+        if overlap_note:
+            notes.append(overlap_note)
         chosen = SEG_NRRD
         how = "level names taken from the Slicer segment names"
         if skipped:
