@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .labels import SPINAL_CANAL
+from .labels import EPIDURAL_FAT, SPINAL_CANAL
 from .progress import CancelCallback, ProgressCallback, check_cancel
 
 __all__ = ["run_demo", "DEFAULT_DEMO_FILTER"]
@@ -125,7 +125,7 @@ def run_demo(
         display.SetOpacity3D(1.0)
         for i in range(segmentation.GetSegmentation().GetNumberOfSegments()):
             segment_id = segmentation.GetSegmentation().GetNthSegmentID(i)
-            if segmentation.GetSegmentation().GetNthSegment(i).GetName() == "epidural_fat":
+            if segmentation.GetSegmentation().GetNthSegment(i).GetLabelValue() == EPIDURAL_FAT:
                 display.SetSegmentVisibility(segment_id, False)
         if canal_id is not None:
             display.SetSegmentOpacity3D(canal_id, 1.0)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .labels import TOTALSPINESEG, label_color, label_name
+from .labels import label_color, project_values, segment_name, segment_terminology
 from .volume import Volume
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 COLOR_TABLE_NODE_NAME = "LumbarSpine TotalSpineSeg labels"
+TERMINOLOGY_TAG = "TerminologyEntry"
+"""Segment tag Slicer reads the terminology from (``vtkSegment::GetTerminologyEntryTagName()``)."""
 
 
 def _slicer() -> Any:
@@ -128,27 +130,33 @@ def volume_to_node(volume: Volume, scene: Any, node: Any = None, name: str | Non
     return node
 
 
-def color_table_node(scene: Any, labels: Iterable[Any] = TOTALSPINESEG) -> Any:
-    """The scene's TotalSpineSeg colour table node (created once per scene, then reused)."""
+def color_table_node(scene: Any, values: Iterable[int] | None = None) -> Any:
+    """The scene's project colour table node (created once per scene, then reused).
+
+    Entry names are the segment names (:func:`lumbarspine.labels.segment_name`: ``L4``, ``L4-L5``,
+    ``dural sac`` ...), so a segmentation exported through this table gets the project's label values back.
+    """
     existing = scene.GetFirstNodeByName(COLOR_TABLE_NODE_NAME)
     if existing is not None and existing.IsA("vtkMRMLColorTableNode"):
         return existing
-    labels = list(labels)
+    values = sorted(int(v) for v in (project_values() if values is None else values))
     node = scene.AddNewNodeByClass("vtkMRMLColorTableNode", COLOR_TABLE_NODE_NAME)
     node.SetTypeToUser()
-    node.SetNumberOfColors(max(info.value for info in labels) + 1)
+    node.SetNumberOfColors(max(values) + 1)
     node.SetColor(0, "background", 0.0, 0.0, 0.0, 0.0)
-    for info in labels:
-        r, g, b = (c / 255.0 for c in info.color)
-        node.SetColor(info.value, info.name, r, g, b, 1.0)
+    for value in values:
+        r, g, b = (c / 255.0 for c in label_color(value))
+        node.SetColor(value, segment_name(value), r, g, b, 1.0)
     return node
 
 
 def labels_to_segmentation_node(label_volume: Volume, scene: Any, node: Any = None, name: str | None = None) -> Any:
     """Import a label map as a segmentation node, one segment per non-zero label.
 
-    Segments are named after the TotalSpineSeg convention (``vertebrae_L4``, ``spinal_canal``, ...)
-    and carry their colours; the segmentation's reference geometry is the label map's grid.
+    Segments are named as a surgeon reads them (:func:`lumbarspine.labels.segment_name`: ``L1``..``L5``,
+    ``S1``, ``L1-L2``..``L5-S1``, ``dural sac``, ``spinal cord``, ``vertebra 2`` when unnumbered) and carry
+    the label colour and the Slicer terminology entry (:func:`lumbarspine.labels.segment_terminology`);
+    the segmentation's reference geometry is the label map's grid.
     """
     slicer = _slicer()
     if scene is None:
@@ -176,8 +184,9 @@ def labels_to_segmentation_node(label_volume: Volume, scene: Any, node: Any = No
     for index in range(segmentation.GetNumberOfSegments()):
         segment = segmentation.GetNthSegment(index)
         value = int(segment.GetLabelValue())
-        segment.SetName(label_name(value))
+        segment.SetName(segment_name(value))
         segment.SetColor(*(c / 255.0 for c in label_color(value)))
+        segment.SetTag(TERMINOLOGY_TAG, segment_terminology(value))
     return node
 
 

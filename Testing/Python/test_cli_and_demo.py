@@ -121,6 +121,10 @@ def test_demo_end_to_end(tmp_path):
     np.testing.assert_array_equal(reloaded.array, labels.to_right_handed().array)
     segmentation = names["Phantom segmentation"].GetSegmentation()
     assert segmentation.GetNumberOfSegments() == len(np.unique(labels.array)) - 1
+    # segments carry the surgeon's names; the epidural fat is hidden so the dural sac shows in 3D
+    fat_id = segmentation.GetSegmentIdBySegmentName("epidural fat")
+    assert fat_id and segmentation.GetSegmentIdBySegmentName("dural sac")
+    assert not names["Phantom segmentation"].GetDisplayNode().GetSegmentVisibility(fat_id)
 
 
 def test_demo_can_be_cancelled_between_steps(tmp_path):

@@ -64,7 +64,7 @@ def test_segmentation_round_trip_keeps_label_values(slicer_scene, geometry):
     seg = labels_to_segmentation_node(labels, slicer_scene.scene, name="seg")
     segmentation = seg.GetSegmentation()
     names = sorted(segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments()))
-    assert names == ["disc_L4_L5", "spinal_canal", "vertebrae_L1"]
+    assert names == ["L1", "L4-L5", "dural sac"]
     back = segmentation_node_to_labels(seg, slicer_scene.scene, reference=labels.to_right_handed())
     points = random_points_inside(labels)
     np.testing.assert_array_equal(back.sample_nearest_ras(points), labels.sample_nearest_ras(points))

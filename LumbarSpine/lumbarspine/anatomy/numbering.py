@@ -35,6 +35,8 @@ _VERTEBRA_NAMES: dict[int, str] = {
     **{21 + n: f"T{n + 1}" for n in range(12)},
     **{11 + n: f"C{n + 1}" for n in range(7)},
     50: "S1",
+    33: "T13",  # project labels for transitional vertebrae (lumbarspine.labels.PROJECT_LABELS)
+    46: "L6",
 }
 _DISC_NAMES: dict[int, str] = {
     100: "L5-S1",
@@ -42,6 +44,10 @@ _DISC_NAMES: dict[int, str] = {
     91: "T12-L1",
     **{71 + n: (f"T{n}-T{n + 1}" if n else "C7-T1") for n in range(12)},
     **{63 + n: f"C{n + 2}-C{n + 3}" for n in range(5)},
+    83: "T12-T13",  # project labels next to transitional vertebrae (lumbarspine.labels.PROJECT_LABELS)
+    84: "T13-L1",
+    96: "L5-L6",
+    101: "L6-S1",
 }
 
 
