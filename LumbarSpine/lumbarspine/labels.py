@@ -116,10 +116,14 @@ def label_color(value: int) -> tuple[int, int, int]:
 
 
 def write_color_table(path: str) -> None:
-    """Write the convention as a Slicer colour table file (``value name R G B A`` per line)."""
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("# LumbarSpine label colours (TotalSpineSeg convention + 201 epidural fat)\n")
-        fh.write("0 background 0 0 0 0\n")
-        for info in TOTALSPINESEG:
-            r, g, b = info.color
-            fh.write(f"{info.value} {info.name} {r} {g} {b} 255\n")
+    """Write the convention as a Slicer colour table file (``value name R G B A`` per line).
+
+    Written atomically through :func:`lumbarspine.safe_write.write_text`.
+    """
+    from .safe_write import write_text
+
+    lines = ["# LumbarSpine label colours (TotalSpineSeg convention + 201 epidural fat)", "0 background 0 0 0 0"]
+    for info in TOTALSPINESEG:
+        r, g, b = info.color
+        lines.append(f"{info.value} {info.name} {r} {g} {b} 255")
+    write_text(path, "\n".join(lines) + "\n")
