@@ -205,7 +205,9 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
         if args.orientation not in ORIENTATIONS:
             raise ValueError(f"Unknown orientation {args.orientation!r}: choose one of {', '.join(ORIENTATIONS)}.")
         kwargs["orientation"] = args.orientation
-    paths = write_phantom(args.out, PhantomSpec(**kwargs))
+    spec = PhantomSpec(**kwargs)  # validated before anything is written
+    _check_writable_folder(Path(args.out))
+    paths = write_phantom(args.out, spec)
     for key, path in paths.items():
         print(f"{key}: {path}")
     return 0
@@ -443,6 +445,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if spacing is not None:
         kwargs["spacing"] = spacing
     check_demo_arguments(args.out, **kwargs)
+    _check_writable_folder(Path(args.out))
     summary = run_demo(args.out, progress=_progress_printer(args.quiet), **kwargs)
     print(json.dumps(summary["timings"]))
     print(f"backend: {summary['backend']}; filter: {summary['filter']}")
