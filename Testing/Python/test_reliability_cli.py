@@ -90,6 +90,32 @@ def test_full_disk_is_exit_3_and_leaves_nothing(image, tmp_path):
     assert _digest(image) == before
 
 
+def test_demo_on_a_full_disk_leaves_only_complete_files(tmp_path):
+    pytest.importorskip("slicer", reason="the demo needs slicer-core")
+    child = textwrap.dedent(
+        """
+        import resource, signal, sys
+        sys.path.insert(0, sys.argv[1])
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        from lumbarspine.cli import main
+        sys.exit(main(sys.argv[2:]))
+        """
+    )
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-c", child, LIBRARY, "demo", "--out", str(out), "--spacing", "2", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == EXIT_OUTPUT, proc.stderr
+    assert "lumbarspine demo: error: Cannot write" in proc.stderr and "Traceback" not in proc.stderr
+    for path in out.iterdir():  # what is there is complete; no temporary or empty file
+        assert ".tmp" not in path.name and path.stat().st_size > 0
+        if path.name.endswith(".nii.gz"):
+            read_volume(path)
+
+
 def test_output_whose_parent_is_a_file_fails_before_work(image, tmp_path, capsys, monkeypatch):
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
