@@ -4,7 +4,8 @@ Examples::
 
     lumbarspine phantom --out phantom/ --modality t2 --stenosis L4-L5=60,L3-L4=90 --spacing 0.6 0.6 4
     lumbarspine filter in.nii.gz out.nii.gz --filter gaussian --sigma 1.5 --backend auto
-    lumbarspine filter in.nii.gz out.nii.gz --preset t2-canal
+    lumbarspine filter in.nii.gz out.nii.gz --preset t2-canal --set curvature_diffusion.iterations=8
+    lumbarspine filter labels.nii.gz labels_05.nii.gz --filter resample --spacing 0.5   # labels stay labels
     lumbarspine demo --out output/demo
     lumbarspine backend
 

@@ -149,7 +149,8 @@ def _open_nifti(path: Path, compressed: bool):
 def check_nifti_integrity(path: str | os.PathLike[str]) -> dict:
     """Check that a NIfTI file holds all the voxel data its header promises; count non-finite floats.
 
-    Reads the file once (decompressing a ``.nii.gz`` as a stream, in 4 MiB chunks).
+    Reads the file once (decompressing a ``.nii.gz`` as a stream, in 4 MiB chunks); a plain ``.nii`` of
+    integer voxels is checked by its size alone.
 
     Returns:
         ``{"expected_bytes", "data_bytes", "nonfinite", "header"}``.
@@ -176,7 +177,20 @@ def check_nifti_integrity(path: str | os.PathLike[str]) -> dict:
             total = len(head)
             pending = head[offset:] if total > offset else b""
             skip = max(0, offset - total)
-            while True:
+
+            def count_nonfinite(final: bool) -> None:
+                # pending holds unread data bytes ending at file position `total`; only those before `expected`
+                nonlocal pending, nonfinite
+                usable = min(len(pending), max(0, expected - (total - len(pending))))
+                usable -= usable % dtype.itemsize
+                if usable:
+                    values = np.frombuffer(pending[:usable], dtype=dtype)
+                    nonfinite += int(values.size - np.count_nonzero(np.isfinite(values)))
+                pending = b"" if final else pending[usable:]
+
+            if not compressed and dtype is None:  # integers in a plain file: the size says it all
+                total = max(total, path.stat().st_size)
+            while compressed or dtype is not None:
                 block = fh.read(chunk)
                 if not block:
                     break
@@ -187,16 +201,9 @@ def check_nifti_integrity(path: str | os.PathLike[str]) -> dict:
                     skip -= cut
                 if dtype is not None and block:
                     pending += block
-                    usable = min(len(pending), max(0, expected - (total - len(pending)) - 0))
-                    usable -= usable % dtype.itemsize
-                    if usable:
-                        values = np.frombuffer(pending[:usable], dtype=dtype)
-                        nonfinite += int(values.size - np.count_nonzero(np.isfinite(values)))
-                    pending = pending[usable:]
+                    count_nonfinite(final=False)
             if dtype is not None and pending:
-                usable = len(pending) - len(pending) % dtype.itemsize
-                values = np.frombuffer(pending[:usable], dtype=dtype)[: max(0, count - 0)]
-                nonfinite += int(values.size - np.count_nonzero(np.isfinite(values)))
+                count_nonfinite(final=True)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(
             f"The file {path} is damaged: its gzip stream ends early or is corrupt ({exc}) - an interrupted "

@@ -121,6 +121,7 @@ def atomic_output(
     verify: Callable[[Path], None] | None = None,
     *,
     keep_name: bool = False,
+    probe: bool = True,
 ) -> Iterator[Path]:
     """Yield a temporary path to write to; on success verify it and rename it to ``path``.
 
@@ -131,6 +132,9 @@ def atomic_output(
             exist and be non-empty in any case.
         keep_name: the temporary file has the final file name, inside a temporary sub-folder of
             the target folder (for writers that store their own name in the file).
+        probe: create the (empty) temporary file before yielding, so that a folder that refuses
+            new files fails with a clear cause before the writer runs; off for writers that
+            complain about an existing file.
 
     Raises:
         OutputError: the folder cannot be made or written, the writer failed, the file is missing or
@@ -149,7 +153,7 @@ def atomic_output(
     try:
         if temp_dir is not None:
             temp_dir.mkdir()
-        else:  # probe: can we create a file here at all? (clear message before any work by the writer)
+        elif probe:  # can we create a file here at all? (clear message before any work by the writer)
             with open(temp, "wb"):
                 pass
         yield temp

@@ -153,7 +153,7 @@ def save_scene(ctx: HeadlessScene, path: str | os.PathLike[str]) -> Path:
             ext = storage.GetDefaultWriteFileExtension() or "nrrd"
             safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in node.GetName() or node.GetID())
             filename = str(path.parent / f"{safe}.{ext}")
-        with atomic_output(filename) as temp:
+        with atomic_output(filename, probe=False) as temp:
             storage.SetFileName(str(temp))
             ok = storage.WriteData(node)
             storage.SetFileName(filename)

@@ -167,8 +167,11 @@ def test_truncated_nii_gz_is_refused(nifti_pair, tmp_path):
         read_volume(short)
 
 
-def test_truncated_nii_is_refused(nifti_pair, tmp_path):
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+def test_truncated_nii_is_refused(nifti_pair, tmp_path, dtype):
     _, _, nii = nifti_pair
+    if dtype is np.int16:  # integers in a plain file are checked by the file size alone
+        nii = write_volume(_volume(dtype=np.int16), tmp_path / "int.nii")
     data = nii.read_bytes()
     cut = tmp_path / "cut.nii"
     cut.write_bytes(data[:-100])
