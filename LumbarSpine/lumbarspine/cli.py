@@ -514,7 +514,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc) or "out of memory"
         if "memory" not in message.lower():
             message = f"out of memory ({message})"
-        return _error(command, f"{message}. Use a smaller volume or free memory.", verbose, EXIT_MEMORY)
+        if "free memory" not in message:
+            message = message.rstrip(".") + ". Use a smaller (cropped or coarser) volume or free memory."
+        return _error(command, message, verbose, EXIT_MEMORY)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in ("slicer", "vtk"):
             return _error(

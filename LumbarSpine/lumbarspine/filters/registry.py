@@ -225,7 +225,7 @@ def _check_chain_memory(volume: Volume, steps: list[tuple[FilterInfo, dict[str, 
         detail = f" (output {out_shape[2]} x {out_shape[1]} x {out_shape[0]} voxels)" if info.name == "resample" else ""
         check_memory(
             held + need,
-            f"{what}, step {info.name!r}{detail},",
+            f"{what}{detail}" if len(steps) == 1 else f"{what}, step {info.name!r}{detail},",
             _MEMORY_SUGGESTION.get(info.name, "Crop or downsample the volume first, or free memory."),
         )
         shape, spacing = out_shape, out_spacing
