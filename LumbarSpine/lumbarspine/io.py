@@ -360,24 +360,38 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], *, compress: bool
     nbytes = int(np.asarray(volume.array).nbytes)
     detached = suffix in (".mhd", ".nhdr")  # header + separate data file(s), named in the header
 
+    moved: list[Path] = []  # detached formats: data files moved beside the final header before it is renamed
+
     def verify(temp: Path) -> None:
         _verify_volume_file(path, temp, image, suffix, nbytes)
-        if detached:  # move the data file(s) next to the final header name first
-            for item in temp.parent.iterdir():
+        if detached:
+            for item in sorted(temp.parent.iterdir()):
                 if item != temp:
+                    _fsync_file(item)
                     os.replace(item, path.parent / item.name)
+                    moved.append(path.parent / item.name)
 
-    with atomic_output(path, verify=verify, keep_name=detached) as temp:
-        writer = sitk.ImageFileWriter()
-        writer.SetFileName(str(temp))
-        writer.SetImageIO(_IMAGE_IO[suffix])
-        writer.SetUseCompression(bool(compress))
-        try:
-            writer.Execute(image)
-        except RuntimeError as exc:
-            message = _itk_message(exc).replace(str(temp), str(path)).replace(temp.name, path.name)
-            raise OutputError(f"Cannot write {path}: {message}{_short_write_cause(path, nbytes)}.") from exc
+    try:
+        with atomic_output(path, verify=verify, keep_name=detached) as temp:
+            writer = sitk.ImageFileWriter()
+            writer.SetFileName(str(temp))
+            writer.SetImageIO(_IMAGE_IO[suffix])
+            writer.SetUseCompression(bool(compress))
+            try:
+                writer.Execute(image)
+            except RuntimeError as exc:
+                message = _itk_message(exc).replace(str(temp), str(path)).replace(temp.name, path.name)
+                raise OutputError(f"Cannot write {path}: {message}{_short_write_cause(path, nbytes)}.") from exc
+    except BaseException:
+        for item in moved:  # the header never made it: its data files go too
+            item.unlink(missing_ok=True)
+        raise
     return path
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
 
 
 # ------------------------------------------------------------------------------------------ DICOM
