@@ -68,6 +68,10 @@ COMMAND_MODULES: tuple[str, ...] = ()
 
 Each module defines ``NAME`` (the subcommand), ``add_parser(subparsers) -> ArgumentParser`` and
 ``run(args) -> int``; it lives in its capability's package (``lumbarspine.anatomy.command`` ...).
+``run`` raises ``ValueError`` for bad input and :class:`~lumbarspine.safe_write.OutputError` for files it
+cannot write; :func:`main` turns those (and memory errors, Ctrl-C, cancellation) into one line and the
+documented exit status. ``-v`` / ``--verbose`` is taken by :func:`main` wherever it appears, so a
+subcommand must not define its own ``-v``; ``args.verbose`` tells ``run`` whether it was given.
 """
 
 

@@ -236,3 +236,64 @@ def test_dicom_series_with_a_missing_slice(tmp_path):
     np.testing.assert_allclose(fixed.array[4], (array[3].astype(float) + array[5]) / 2, atol=1e-3)  # interpolated
     np.testing.assert_allclose(fixed.array[7], array[7], atol=1e-3)
     np.testing.assert_allclose(fixed.origin, full.origin, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------- scenes and PNGs
+_SCENE_CHILD = textwrap.dedent(
+    """
+    import resource, signal, sys
+    sys.path.insert(0, sys.argv[3])
+    import numpy as np
+    from lumbarspine.scene import create_scene, save_scene
+    from lumbarspine.slicer_nodes import volume_to_node
+    from lumbarspine.volume import Volume
+    from lumbarspine.safe_write import OutputError
+    ctx = create_scene()
+    rng = np.random.default_rng(0)
+    volume_to_node(Volume(rng.normal(0, 1, (20, 40, 40)).astype(np.float32)), ctx.scene, name="noise")
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+    try:
+        save_scene(ctx, sys.argv[1])
+    except OutputError as exc:
+        print("OUTPUTERROR", exc)
+        sys.exit(3)
+    print("WROTE")
+    """
+)
+
+
+@pytest.mark.parametrize("suffix", [".mrb", ".mrml"])
+def test_scene_save_on_a_full_disk_leaves_nothing(tmp_path, suffix):
+    pytest.importorskip("slicer", reason="needs slicer-core")
+    target = tmp_path / f"scene{suffix}"
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCENE_CHILD, str(target), "20000", LIBRARY], capture_output=True, text=True
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr[-2000:]
+    assert "OUTPUTERROR Cannot write" in proc.stdout
+    assert not target.exists() and _leftovers(tmp_path) == []
+    assert [p for p in tmp_path.iterdir() if p.stat().st_size == 0] == []
+
+
+def test_png_verification_rejects_a_cut_file(tmp_path):
+    import vtk
+
+    from lumbarspine.render import _verify_png
+
+    source = vtk.vtkImageCanvasSource2D()
+    source.SetExtent(0, 63, 0, 63, 0, 0)
+    source.SetScalarTypeToUnsignedChar()
+    source.SetNumberOfScalarComponents(3)
+    source.FillBox(0, 63, 0, 63)
+    source.Update()
+    png = tmp_path / "ok.png"
+    writer = vtk.vtkPNGWriter()
+    writer.SetFileName(str(png))
+    writer.SetInputData(source.GetOutput())
+    writer.Write()
+    _verify_png(png)  # complete: accepted
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(png.read_bytes()[:-20])
+    with pytest.raises(OutputError, match="not a complete PNG"):
+        _verify_png(cut)
