@@ -23,11 +23,14 @@ Integrity (nothing damaged is read silently, nothing partial is written):
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
 import shutil
 import struct
+import sys
+import tempfile
 import uuid
 import zlib
 from pathlib import Path
@@ -371,6 +374,7 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], *, compress: bool
                     os.replace(item, path.parent / item.name)
                     moved.append(path.parent / item.name)
 
+    printed: list[str] = []  # what ITK's C code printed to stderr while writing (e.g. "NWAD: wrote only ...")
     try:
         with atomic_output(path, verify=verify, keep_name=detached) as temp:
             writer = sitk.ImageFileWriter()
@@ -378,15 +382,49 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], *, compress: bool
             writer.SetImageIO(_IMAGE_IO[suffix])
             writer.SetUseCompression(bool(compress))
             try:
-                writer.Execute(image)
+                with _captured_stderr(printed):
+                    writer.Execute(image)
             except RuntimeError as exc:
                 message = _itk_message(exc).replace(str(temp), str(path)).replace(temp.name, path.name)
                 raise OutputError(f"Cannot write {path}: {message}{_short_write_cause(path, nbytes)}.") from exc
-    except BaseException:
+    except OutputError as exc:
         for item in moved:  # the header never made it: its data files go too
             item.unlink(missing_ok=True)
+        note = " ".join(" ".join(printed).replace("** ERROR:", "").split())
+        if note:
+            raise OutputError(f"{exc} ITK reported: {note}") from exc
         raise
+    except BaseException:
+        for item in moved:
+            item.unlink(missing_ok=True)
+        raise
+    if printed and printed[0].strip():  # a success with messages: pass them on, nothing is hidden
+        sys.stderr.write(printed[0])
     return path
+
+
+@contextlib.contextmanager
+def _captured_stderr(into: list[str]):
+    """Capture what C/C++ code writes to file descriptor 2 (ITK's NIfTI library prints its write errors
+    there and returns) into ``into``; restored afterwards. Falls back to no capture where fd 2 is unusable."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            try:
+                sink.seek(0)
+                into.append(sink.read(65536).decode("utf-8", errors="replace"))
+            except OSError:
+                pass
 
 
 def _fsync_file(path: Path) -> None:

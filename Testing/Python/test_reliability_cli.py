@@ -308,3 +308,40 @@ def test_command_modules_errors_become_clear_lines(tmp_path, capsys, monkeypatch
     assert status == EXIT_OUTPUT and "disk is full" in _one_line(err)
     status, _, err = _run(["fake", "--fail", "bug", "-v"], capsys)
     assert status == 1 and "internal error: KeyError" in err.splitlines()[-1] and "Traceback" in err
+
+
+# ------------------------------------------------------------- a real full / read-only file system
+def _private_tmpfs_works() -> bool:
+    """A tmpfs in a private user + mount namespace (``unshare -rm``): no root needed, gone with the process."""
+    import shutil
+
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "d=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs $d && umount $d"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _private_tmpfs_works(), reason="cannot mount a private tmpfs here (unshare -rm)")
+@pytest.mark.parametrize(
+    ("mount_options", "status", "cause"),
+    [("size=128k", EXIT_OUTPUT, "disk is full"), ("size=1m,ro", EXIT_OUTPUT, "read-only")],
+)
+def test_real_full_and_read_only_file_systems(tmp_path, mount_options, status, cause):
+    rng = np.random.default_rng(0)
+    source = write_volume(Volume(rng.random((40, 64, 64)).astype(np.float32)), tmp_path / "in.nii")  # 655 kB
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    out = disk / "out" / "smooth.nii"
+    script = (
+        f"mount -t tmpfs -o {mount_options} tmpfs {disk} && "
+        f"PYTHONPATH={LIBRARY} {sys.executable} -m lumbarspine.cli filter {source} {out} --filter gaussian --quiet; "
+        f"rc=$?; ls -A {disk}; find {disk} -type f | wc -l; exit $rc"
+    )
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True)
+    assert proc.returncode == status, proc.stderr
+    line = _one_line(proc.stderr)
+    assert line.startswith("lumbarspine filter: error:") and cause in line
+    assert proc.stdout.split()[-1] == "0"  # no file at all on that file system: nothing partial, no temporary
