@@ -31,6 +31,7 @@ import shutil
 import struct
 import sys
 import tempfile
+import threading
 import uuid
 import zlib
 from pathlib import Path
@@ -382,7 +383,10 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], *, compress: bool
             writer.SetImageIO(_IMAGE_IO[suffix])
             writer.SetUseCompression(bool(compress))
             try:
-                with _captured_stderr(printed):
+                if suffix in (".nii", ".nii.gz"):  # the NIfTI library prints its write errors and returns
+                    with _captured_stderr(printed):
+                        writer.Execute(image)
+                else:
                     writer.Execute(image)
             except RuntimeError as exc:
                 message = _itk_message(exc).replace(str(temp), str(path)).replace(temp.name, path.name)
@@ -403,28 +407,38 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], *, compress: bool
     return path
 
 
+_STDERR_LOCK = threading.Lock()
+"""File descriptor 2 is process-wide: one capture at a time (threads writing NIfTI files take turns)."""
+
+
 @contextlib.contextmanager
 def _captured_stderr(into: list[str]):
     """Capture what C/C++ code writes to file descriptor 2 (ITK's NIfTI library prints its write errors
-    there and returns) into ``into``; restored afterwards. Falls back to no capture where fd 2 is unusable."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
+    there and returns) into ``into``; restored afterwards. Without a usable fd 2 or temporary file: no capture."""
+    with _STDERR_LOCK:
         try:
+            sink = tempfile.TemporaryFile()
+        except OSError:
             yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            return
+        with sink:
             try:
-                sink.seek(0)
-                into.append(sink.read(65536).decode("utf-8", errors="replace"))
-            except OSError:
-                pass
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError):
+                yield
+                return
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                try:
+                    sink.seek(0)
+                    into.append(sink.read(65536).decode("utf-8", errors="replace"))
+                except OSError:
+                    pass
 
 
 def _fsync_file(path: Path) -> None:
