@@ -297,3 +297,17 @@ def test_png_verification_rejects_a_cut_file(tmp_path):
     cut.write_bytes(png.read_bytes()[:-20])
     with pytest.raises(OutputError, match="not a complete PNG"):
         _verify_png(cut)
+
+
+def test_concurrent_nifti_writes_keep_stderr(tmp_path):
+    """The capture of ITK's printed errors touches the process-wide fd 2: threads must leave it as it was."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = os.fstat(2)
+    vols = [_volume(seed=n) for n in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda nv: write_volume(nv[1], tmp_path / f"v{nv[0]}.nii.gz"), enumerate(vols)))
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    for path, vol in zip(paths, vols):
+        np.testing.assert_array_equal(read_volume(path).array, vol.array)
