@@ -263,13 +263,13 @@ def _parse_filter_params(extra: list[str], parameters: Sequence[Any]) -> dict[st
         token = extra[i]
         if not token.startswith("--"):
             raise ValueError(f"Unexpected argument {token!r}: filter parameters are given as --NAME VALUE.")
-        key = token[2:].replace("-", "_")
-        if key not in known and "=" not in key:
+        name_part, has_value, raw = token[2:].partition("=")
+        key = name_part.replace("-", "_")  # --out-min == --out_min; the value keeps its minus sign
+        if key not in known:
             names = ", ".join(f"--{name}" for name in known) or "none"
             raise ValueError(f"Unknown parameter --{key} for this filter; it takes: {names}.")
-        if "=" in key:
-            key, raw = key.split("=", 1)
-            raw_value: Any = raw.split(",") if getattr(known.get(key), "kind", "") == "spacing" else raw
+        if has_value:
+            raw_value: Any = raw.split(",") if known[key].kind == "spacing" else raw
             i += 1
         else:
             if i + 1 >= len(extra):
@@ -285,9 +285,6 @@ def _parse_filter_params(extra: list[str], parameters: Sequence[Any]) -> dict[st
             else:
                 raw_value = extra[i + 1]
                 i += 2
-        if key not in known:
-            names = ", ".join(f"--{name}" for name in known) or "none"
-            raise ValueError(f"Unknown parameter --{key} for this filter; it takes: {names}.")
         params[key] = _convert(known[key], key, raw_value)
     return params
 

@@ -214,6 +214,17 @@ def test_strict_booleans_and_spacing_forms(image, tmp_path, capsys):
     assert status == EXIT_USAGE and "one number (isotropic) or three" in err
 
 
+def test_negative_values_and_equals_form(image, tmp_path, capsys):
+    out = tmp_path / "c.nii.gz"
+    for argv in (["--lower", "-5", "--upper", "50"], ["--lower=-5", "--upper=50"]):
+        status, _, err = _run(["filter", image, out, "--filter", "clip", *argv, "--quiet"], capsys)
+        assert status == 0, err
+        clipped = read_volume(out).array
+        assert clipped.min() >= -5 and clipped.max() <= 50 and clipped.min() < 0
+    status, _, err = _run(["filter", image, out, "--filter", "resample", "--spacing=0.8,0.8,1.5", "--quiet"], capsys)
+    assert status == 0 and read_volume(out).spacing == pytest.approx((0.8, 0.8, 1.5))
+
+
 def test_mask_parameter_reads_a_volume_file(image, tmp_path, capsys):
     vol = read_volume(image)
     mask = vol.with_array((np.asarray(vol.array) > 50).astype(np.uint8), is_label=True)
