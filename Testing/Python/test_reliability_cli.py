@@ -356,3 +356,26 @@ def test_real_full_and_read_only_file_systems(tmp_path, mount_options, status, c
     line = _one_line(proc.stderr)
     assert line.startswith("lumbarspine filter: error:") and cause in line
     assert proc.stdout.split()[-1] == "0"  # no file at all on that file system: nothing partial, no temporary
+
+
+def test_real_ctrl_c_is_exit_130_and_leaves_nothing(tmp_path):
+    import signal
+
+    rng = np.random.default_rng(0)
+    source = write_volume(Volume(rng.random((24, 48, 48)).astype(np.float32)), tmp_path / "in.nii.gz")
+    out = tmp_path / "out" / "smooth.nii.gz"
+    env = {**os.environ, "PYTHONPATH": LIBRARY}
+    argv = ["filter", str(source), str(out), "--filter", "gradient_diffusion", "--iterations", "2000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lumbarspine.cli", *argv], stderr=subprocess.PIPE, text=True, env=env
+    )
+    for line in proc.stderr:  # wait until the work is under way
+        if "diffusion iteration" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == EXIT_INTERRUPTED
+    assert "lumbarspine filter: error: interrupted; no partial output was left." in rest
+    assert "Traceback" not in rest
+    assert not out.exists()
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
