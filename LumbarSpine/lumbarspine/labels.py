@@ -254,7 +254,10 @@ def project_values() -> tuple[int, ...]:
 
 
 def write_color_table(path: str) -> None:
-    """Write the convention as a Slicer colour table file (``value name R G B A`` per line)."""
+    """Write the convention as a Slicer colour table file (``value name R G B A`` per line).
+
+    Written atomically through :func:`lumbarspine.safe_write.write_text`.
+    """
     from .safe_write import write_text
 
     lines = ["# LumbarSpine label colours (TotalSpineSeg convention + 201 epidural fat + project labels)"]

@@ -1,12 +1,19 @@
 """Study-level pipelines as plain functions: paths and parameters in, files out, no global state.
 
-Each function here can be mapped over a cohort on a Dask cluster (``client.map(run_demo, ...)``):
-it reads nothing but its arguments, writes only under ``out_dir`` and returns the paths it wrote.
+Each function here can be mapped over a cohort on a Dask cluster: it reads nothing but its
+arguments, writes only under ``out_dir`` (every file atomically, through
+:mod:`lumbarspine.safe_write`) and returns the paths it wrote. ``client.map`` maps positional
+arguments only (its keyword arguments are passed unchanged to every call), so map the per-study
+values positionally, e.g. through a small wrapper::
+
+    def one_study(out_dir, seed):
+        return run_demo(out_dir, seed=seed)
+
+    futures = client.map(one_study, out_dirs, seeds)
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -14,8 +21,9 @@ from typing import Any
 
 from .labels import EPIDURAL_FAT, SPINAL_CANAL
 from .progress import CancelCallback, ProgressCallback, check_cancel
+from .safe_write import OutputError, write_json
 
-__all__ = ["run_demo", "DEFAULT_DEMO_FILTER"]
+__all__ = ["run_demo", "check_demo_arguments", "DEFAULT_DEMO_FILTER"]
 
 
 DEFAULT_DEMO_FILTER: tuple[str, dict[str, float]] = ("gaussian", {"sigma": 1.0})
@@ -24,6 +32,57 @@ DEFAULT_DEMO_FILTER: tuple[str, dict[str, float]] = ("gaussian", {"sigma": 1.0})
 
 def _noop(fraction: float, message: str) -> None:
     pass
+
+
+def check_demo_arguments(
+    out_dir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    modality: str = "ct",
+    stenosis: dict[str, float] | None = None,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    orientation: str = "axial",
+    filter_name: str | None = None,
+    filter_params: dict[str, float] | None = None,
+    preset: str | None = None,
+    backend: str = "auto",
+    **_: Any,
+) -> None:
+    """Check :func:`run_demo`'s arguments before any work or output (ValueError / OutputError saying what to do).
+
+    Checks the phantom spec, the filter or preset and its parameters, that the headless Slicer core
+    (``slicer-core``, the ``[slicer]`` extra) is importable, and that ``out_dir`` can be a folder.
+    """
+    import importlib.util
+
+    from .backend import BACKEND_CHOICES
+    from .filters.registry import get_filter, resolve_preset, validate_params
+    from .phantom import PhantomSpec
+    from .safe_write import check_output_path
+
+    PhantomSpec(
+        seed=seed,
+        modality=modality,
+        stenosis=dict({"L4-L5": 60.0} if stenosis is None else stenosis),
+        spacing=tuple(spacing),
+        orientation=orientation,
+    )
+    if preset:
+        resolve_preset(preset)
+    else:
+        name, params = (filter_name, filter_params or {}) if filter_name else DEFAULT_DEMO_FILTER
+        validate_params(get_filter(name), dict(params))
+    if backend is not None and backend not in BACKEND_CHOICES:
+        raise ValueError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKEND_CHOICES)}.")
+    if importlib.util.find_spec("slicer") is None:
+        raise ValueError(
+            "The demo builds a Slicer scene and needs the headless Slicer core, which is not installed: "
+            'pip install "lumbarspine[slicer]" (or pip install slicer-core==5.13.31053.0). Nothing was written.'
+        )
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"Cannot write the demo into {out}: it is a file, not a folder; choose another --out.")
+    check_output_path(out / "summary.json")
 
 
 def run_demo(
@@ -73,8 +132,19 @@ def run_demo(
         check_cancel(cancel, "The demo")
         (progress or _noop)(fraction, message)
 
+    check_demo_arguments(
+        out_dir,
+        seed=seed,
+        modality=modality,
+        stenosis=stenosis,
+        spacing=spacing,
+        orientation=orientation,
+        filter_name=filter_name,
+        filter_params=filter_params,
+        preset=preset,
+        backend=backend,
+    )
     out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
     report(0.0, "generating the lumbar phantom")
@@ -164,7 +234,7 @@ def run_demo(
     }
     paths["summary"] = out / "summary.json"
     summary["paths"]["summary"] = str(paths["summary"])
-    paths["summary"].write_text(json.dumps(summary, indent=2, default=str))
+    write_json(paths["summary"], summary, default=str)
     ctx.scene.Clear(1)
     report(1.0, "done")
     return summary

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .safe_write import OutputError, atomic_output
 from .scene import HeadlessScene
 
 __all__ = ["render_3d", "DISPLAYABLE_MANAGERS_3D", "CAMERA_VIEWS"]
@@ -35,6 +36,16 @@ CAMERA_VIEWS: dict[str, tuple[float, float]] = {
     "posterior": (180.0, 0.0),
     "oblique": (-50.0, 15.0),
 }
+
+
+def _verify_png(temp: Path) -> None:
+    """A PNG signature at the start and the IEND chunk at the end: the file is complete."""
+    with open(temp, "rb") as fh:
+        head = fh.read(8)
+        fh.seek(max(0, temp.stat().st_size - 12))
+        tail = fh.read(12)
+    if head != b"\x89PNG\r\n\x1a\n" or b"IEND" not in tail:
+        raise OutputError(f"{temp.name} is not a complete PNG file")
 
 
 def render_3d(
@@ -118,11 +129,15 @@ def render_3d(
         grabber.ReadFrontBufferOff()
         grabber.Update()
         path = Path(png_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer = vtk.vtkPNGWriter()
-        writer.SetFileName(str(path))
-        writer.SetInputData(grabber.GetOutput())
-        writer.Write()
+        with atomic_output(path, verify=_verify_png) as temp:
+            writer = vtk.vtkPNGWriter()
+            writer.SetFileName(str(temp))
+            writer.SetInputData(grabber.GetOutput())
+            writer.Write()
+            if writer.GetErrorCode():
+                raise OutputError(
+                    f"Cannot write {path}: the PNG writer failed (VTK error code {writer.GetErrorCode()})."
+                )
         pixels = vtk_to_numpy(grabber.GetOutput().GetPointData().GetScalars())[:, :3].astype(int)
         bg = np.round(np.asarray(background) * 255).astype(int)
         foreground = int((np.abs(pixels - bg[None, :]).sum(axis=1) > 30).sum())

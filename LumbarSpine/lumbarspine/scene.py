@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .safe_write import OutputError, atomic_output, check_output_path, write_text
+
 __all__ = ["HeadlessScene", "create_scene", "save_scene", "load_scene", "MODULE_LOGICS"]
 
 MODULE_LOGICS: tuple[tuple[str, str], ...] = (
@@ -106,38 +108,68 @@ def _ensure_storage_nodes(ctx: HeadlessScene) -> None:
             node.AddDefaultStorageNode()
 
 
+def _verify_mrb(temp: Path) -> None:
+    """The bundle is a complete zip archive (central directory readable, every member's CRC right)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(temp):
+        raise OutputError(f"{temp.name} is not a complete zip archive")
+    with zipfile.ZipFile(temp) as archive:
+        bad = archive.testzip()
+    if bad is not None:
+        raise OutputError(f"the member {bad} of the bundle is damaged")
+
+
 def save_scene(ctx: HeadlessScene, path: str | os.PathLike[str]) -> Path:
     """Save the scene as a Slicer bundle (``.mrb``) or a ``.mrml`` file with its data beside it.
 
     Every data node without a storage node gets its default one (volumes as ``.nrrd``,
     segmentations as ``.seg.nrrd``, tables as ``.tsv``, ...). Returns the written path.
+
+    Every file goes through :func:`lumbarspine.safe_write.atomic_output`: the bundle is written into
+    a temporary folder beside ``path``, checked (a complete zip) and renamed; for ``.mrml`` each data
+    file and then the scene file are written to temporary names and renamed. On failure
+    :class:`~lumbarspine.safe_write.OutputError` names the file and the cause, and nothing partial is
+    left under the final names.
     """
     path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix not in (".mrb", ".mrml"):
+        raise ValueError(f"Save the scene as .mrb or .mrml, not {path.suffix!r}.")
+    check_output_path(path)
     _ensure_storage_nodes(ctx)
     scene = ctx.scene
-    suffix = path.suffix.lower()
     if suffix == ".mrb":
-        if not scene.WriteToMRB(str(path)):
-            raise RuntimeError(f"Slicer could not write the scene bundle {path}.")
-    elif suffix == ".mrml":
-        for node in ctx.data_nodes():
-            storage = node.GetStorageNode() if node.IsA("vtkMRMLStorableNode") else None
-            if storage is None:
-                continue
-            filename = storage.GetFileName()
-            if not filename:
-                ext = storage.GetDefaultWriteFileExtension() or "nrrd"
-                safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in node.GetName() or node.GetID())
-                storage.SetFileName(str(path.parent / f"{safe}.{ext}"))
-            if not storage.WriteData(node):
-                raise RuntimeError(f"Slicer could not write {node.GetName()!r} to {storage.GetFileName()}.")
-        scene.SetURL(str(path))
-        scene.SetRootDirectory(str(path.parent))
-        if not scene.Commit(str(path)):
-            raise RuntimeError(f"Slicer could not write the scene file {path}.")
-    else:
-        raise ValueError(f"Save the scene as .mrb or .mrml, not {path.suffix!r}.")
+        with atomic_output(path, verify=_verify_mrb, keep_name=True) as temp:
+            if not scene.WriteToMRB(str(temp)):
+                raise OutputError(f"Cannot write {path}: Slicer could not write the scene bundle (disk full?).")
+        return path
+    for node in ctx.data_nodes():
+        storage = node.GetStorageNode() if node.IsA("vtkMRMLStorableNode") else None
+        if storage is None:
+            continue
+        filename = storage.GetFileName()
+        if not filename:
+            ext = storage.GetDefaultWriteFileExtension() or "nrrd"
+            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in node.GetName() or node.GetID())
+            filename = str(path.parent / f"{safe}.{ext}")
+        with atomic_output(filename, probe=False) as temp:
+            storage.SetFileName(str(temp))
+            ok = storage.WriteData(node)
+            storage.SetFileName(filename)
+            if not ok:
+                raise OutputError(f"Cannot write {filename}: Slicer could not write {node.GetName()!r} (disk full?).")
+    scene.SetURL(str(path))
+    scene.SetRootDirectory(str(path.parent))
+    # the scene XML as a string (file paths relative to path.parent), then one atomic write
+    scene.SetSaveToXMLString(1)
+    try:
+        if not scene.Commit():
+            raise OutputError(f"Cannot write {path}: Slicer could not serialise the scene.")
+        xml = scene.GetSceneXMLString()
+    finally:
+        scene.SetSaveToXMLString(0)
+    write_text(path, xml)
     return path
 
 

@@ -39,6 +39,61 @@ class FilterCancelled(OperationCancelled):
     """Raised when the ``cancel()`` callback returned True between two filter steps or iterations."""
 
 
+# ------------------------------------------------------------------------------- memory budget
+MEMORY_BUDGET_ENV = "LUMBARSPINE_MEMORY_BUDGET"
+"""Environment variable overriding the memory a filter may use (bytes, or with a K/M/G/T suffix)."""
+
+
+class InsufficientMemoryError(MemoryError):
+    """An operation would need more memory than is available; raised before it starts (nothing done)."""
+
+
+def _parse_bytes(text: str) -> int:
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in "KMGT" else text
+    return int(float(number) * scale)
+
+
+def available_memory() -> int | None:
+    """Bytes a filter may use: ``LUMBARSPINE_MEMORY_BUDGET`` when set, else ``MemAvailable`` from
+    ``/proc/meminfo`` (Linux); None when unknown (no check)."""
+    env = os.environ.get(MEMORY_BUDGET_ENV)
+    if env:
+        try:
+            return _parse_bytes(env)
+        except ValueError:
+            raise ValueError(f"{MEMORY_BUDGET_ENV}={env!r} is not a size; use bytes or e.g. 8G.") from None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def check_memory(required: float, what: str, suggestion: str = "") -> None:
+    """Raise :class:`InsufficientMemoryError` when ``required`` bytes exceed :func:`available_memory`."""
+    budget = available_memory()
+    if budget is None or required <= budget:
+        return
+    hint = f" {suggestion}" if suggestion else ""
+    raise InsufficientMemoryError(
+        f"{what} needs about {format_bytes(required)} of memory but only {format_bytes(budget)} is available.{hint} "
+        f"(Set {MEMORY_BUDGET_ENV} to change the limit.)"
+    )
+
+
 @dataclass
 class RunContext:
     """Where a filter runs and whom it reports to.

@@ -12,7 +12,12 @@ exactly (binary results; the distance map to float32 rounding).
   the image first (both as ITK's ``BinaryErode`` / ``BinaryMorphologicalClosing`` with their defaults),
   so nothing is eaten from the image border. Tolerance vs SimpleITK with a voxel ball of the same
   radius: exact for radius 1; for larger radii ITK's ball is a slightly different digital ball
-  (tested against SciPy with our element instead).
+  (tested against SciPy with our element instead). Large elements (more than
+  :data:`DENSE_ELEMENT_MAX_VOXELS` offsets) use the equivalent distance-transform formulation: the element
+  is the ellipsoid ``sum((o_a * s_a / semi_a)**2) <= 1``, so dilation is ``EDT(~mask, sampling=s / semi)
+  <= 1`` and erosion ``EDT(mask, same sampling) > 1`` (one exact Euclidean distance transform instead of
+  one pass per element voxel: time and memory no longer grow with the radius cubed; the same voxels up to
+  floating-point ties exactly on the ellipsoid's surface).
 * ``fill_holes``: background regions (6-connected) that do not touch the image border become
   foreground; equals SimpleITK ``BinaryFillhole`` (fullyConnected=False).
 * ``connected_components``: labels (int32) of 6- or 26-connected foreground components, relabelled
@@ -35,6 +40,23 @@ from ..volume import Volume
 from ._core import RunContext
 
 OPERATIONS = ("dilate", "erode", "open", "close")
+DENSE_ELEMENT_MAX_VOXELS = 343
+"""Structuring elements up to this many voxels (a 7x7x7 box) run as dense ``binary_dilation``; larger ones via EDT."""
+_EDT_EPS = 1e-9
+
+
+def _semi_axes(spacing_kji, radius: float, unit: str) -> tuple[np.ndarray, np.ndarray]:
+    """(spacing used, semi-axes) of the element's ellipsoid, in the units of :func:`structuring_element`."""
+    sp = np.asarray(spacing_kji, float) if unit == "mm" else np.ones(3)
+    if unit == "voxels":
+        radius = float(round(radius))
+    return sp, radius + sp / 2.0
+
+
+def element_shape(spacing_kji, radius: float, unit: str) -> tuple[int, int, int]:
+    """Shape of the structuring element's bounding box (without building it)."""
+    sp, semi = _semi_axes(spacing_kji, radius, unit)
+    return tuple(2 * int(np.floor(a / s + 1e-9)) + 1 for a, s in zip(semi, sp))  # type: ignore[return-value]
 
 
 def structuring_element(spacing_kji, radius: float, unit: str) -> np.ndarray:
@@ -64,10 +86,16 @@ def binary_morphology_impl(
 ) -> Volume:
     if operation not in OPERATIONS:
         raise ValueError(f"binary_morphology: operation must be one of {', '.join(OPERATIONS)}; got {operation!r}.")
+    if radius_unit not in ("mm", "voxels"):
+        raise ValueError(f"radius_unit must be 'mm' or 'voxels'; got {radius_unit!r}.")
     be = ctx.backend
     xp, ndi = be.xp, be.ndimage
-    st = structuring_element(volume.spacing[::-1], radius, radius_unit)
     m = _mask(xp, volume)
+    box = element_shape(volume.spacing[::-1], radius, radius_unit)
+    if int(np.prod(box)) > DENSE_ELEMENT_MAX_VOXELS:
+        out = _morphology_edt(xp, ndi, m, volume.spacing[::-1], radius, radius_unit, operation, box, ctx)
+        return volume.with_array(out.astype(xp.uint8), is_label=True)
+    st = structuring_element(volume.spacing[::-1], radius, radius_unit)
     if st.sum() <= 1:
         return volume.with_array(m.astype(xp.uint8), is_label=True)
     s = xp.asarray(st)
@@ -89,6 +117,35 @@ def binary_morphology_impl(
         p = xp.pad(m, pad)
         out = ero(dil(p))[tuple(slice(a, a + n) for (a, _), n in zip(pad, m.shape))]
     return volume.with_array(out.astype(xp.uint8), is_label=True)
+
+
+def _morphology_edt(xp, ndi, m, spacing_kji, radius, unit, operation, box, ctx: RunContext):
+    """Binary morphology with the ellipsoidal element through exact Euclidean distance transforms."""
+    sp, semi = _semi_axes(spacing_kji, radius, unit)
+    sampling = tuple(float(v) for v in sp / semi)  # the element's ellipsoid becomes the unit ball
+    limit = 1.0 + _EDT_EPS
+
+    def dil(a):
+        if not bool(a.any()):
+            return xp.zeros(a.shape, bool)
+        return ndi.distance_transform_edt(~a, sampling=sampling) <= limit
+
+    def ero(a):  # outside the image counts as foreground (ITK's BinaryErode default)
+        if bool(a.all()):
+            return a.copy()
+        return ndi.distance_transform_edt(a, sampling=sampling) > limit
+
+    ctx.report(0.0, f"binary {operation} (distance transform)")
+    if operation == "dilate":
+        return dil(m)
+    if operation == "erode":
+        return ero(m)
+    if operation == "open":
+        return dil(ero(m))
+    pad = [(h // 2, h // 2) for h in box]
+    p = xp.pad(m, pad)
+    closed = ero(dil(p))
+    return closed[tuple(slice(a, a + n) for (a, _), n in zip(pad, m.shape))]
 
 
 def fill_holes_impl(volume: Volume, ctx: RunContext) -> Volume:

@@ -6,7 +6,14 @@ grid covers the same physical box (up to the rounding of ``n'``). The continuous
 voxel ``i'`` is ``(i' s' + (s' - s) / 2) / s`` per axis.
 
 Interpolation: ``linear`` (clamped edges, as ITK's ``LinearInterpolateImageFunction`` inside the
-buffer) or ``bspline`` (cubic B-spline with mirror boundary, as ITK's ``BSplineInterpolateImageFunction``).
+buffer) or ``bspline`` (cubic B-spline with mirror boundary, as ITK's ``BSplineInterpolateImageFunction``)
+for intensities; for label maps ``nearest`` (the nearest input voxel, clamped edges, as ITK's
+``NearestNeighborInterpolateImageFunction``; no anti-aliasing) or ``label_linear`` (each label's
+indicator interpolated linearly and the largest wins, ties to the lower label: smoother boundaries,
+as ITK's ``LabelImageGenericInterpolateImageFunction`` with a linear interpolator). Label outputs keep
+the input's integer dtype and ``is_label``. ``auto`` (default) picks ``nearest`` for a label map
+(:func:`is_label_map`: ``Volume.is_label``, or an integer volume with at most
+:data:`LABEL_MAX_VALUES` distinct non-negative values) and ``linear`` otherwise.
 Anti-aliasing (default on): before shrinking along an axis (``s' > s``) the image is smoothed along it
 with a Gaussian of ``sigma = sqrt(s'^2 - s^2) / 2.355`` mm (the FWHM of the result matches the new
 voxel size), truncated at 4 sigma, clamped edges.
@@ -50,7 +57,27 @@ from ..volume import Volume
 from ._core import RunContext, as_float32, cpu_threads, slab_map
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-INTERPOLATIONS = ("linear", "bspline")
+INTERPOLATIONS = ("auto", "linear", "bspline", "nearest", "label_linear")
+LABEL_MAX_VALUES = 64
+"""An integer volume with at most this many distinct non-negative values counts as a label map (``auto``)."""
+
+
+def is_label_map(volume: Volume) -> bool:
+    """``Volume.is_label``, or integer voxels with at most :data:`LABEL_MAX_VALUES` distinct values, none negative."""
+    if volume.is_label:
+        return True
+    arr = volume.array
+    if np.dtype(arr.dtype).kind not in "iub":
+        return False
+    host = arr if isinstance(arr, np.ndarray) else arr.get()
+    low, high = int(host.min()), int(host.max())
+    if low < 0:
+        return False
+    if high < 1 << 16:
+        distinct = int(np.count_nonzero(np.bincount(host.ravel().astype(np.intp, copy=False), minlength=1)))
+    else:
+        distinct = int(np.unique(host).size)
+    return distinct <= LABEL_MAX_VALUES
 
 
 def target_spacing(volume: Volume, spacing: Any) -> tuple[float, float, float]:
@@ -94,6 +121,13 @@ def resample_impl(
     xp, ndi = be.xp, be.ndimage
     new_spacing = target_spacing(volume, spacing)
     shape, origin = output_grid(volume, new_spacing)
+    if interpolation == "auto":
+        interpolation = "nearest" if is_label_map(volume) else "linear"
+    if interpolation in ("nearest", "label_linear"):
+        out = _resample_labels(volume, ctx, new_spacing, shape, interpolation)
+        return Volume(
+            array=out, spacing=new_spacing, origin=origin, direction=volume.direction, is_label=True, name=volume.name
+        )
     u = as_float32(xp, volume.array)
     s_kji = np.asarray(volume.spacing[::-1])
     t_kji = np.asarray(new_spacing[::-1])
@@ -139,6 +173,45 @@ def resample_impl(
         is_label=False,
         name=volume.name,
     )
+
+
+# --------------------------------------------------------------------------------------- labels
+def _nearest_index(n_in: int, n_out: int, scale: float, offset: float) -> np.ndarray:
+    """Nearest input index of each output index along one axis (half-way rounds up, clamped)."""
+    x = np.arange(n_out, dtype=np.float64) * scale + offset
+    return np.clip(np.floor(x + 0.5), 0, n_in - 1).astype(np.intp)
+
+
+def _resample_labels(volume: Volume, ctx: RunContext, new_spacing, shape, interpolation: str):
+    """Nearest-neighbour or label-wise linear resampling; keeps the integer dtype."""
+    xp = ctx.backend.xp
+    arr = volume.array
+    s_kji = np.asarray(volume.spacing[::-1])
+    t_kji = np.asarray(new_spacing[::-1])
+    matrix = t_kji / s_kji
+    offset = (t_kji - s_kji) / (2.0 * s_kji)
+    ctx.report(0.0, f"resample ({interpolation})")
+    if interpolation == "nearest":
+        idx = [xp.asarray(_nearest_index(arr.shape[a], shape[a], float(matrix[a]), float(offset[a]))) for a in range(3)]
+        out = arr[idx[0]][:, idx[1]][:, :, idx[2]]
+        ctx.report(1.0, "resample")
+        return xp.ascontiguousarray(out)
+    values = [int(v) for v in np.asarray(xp.unique(arr).get() if hasattr(arr, "get") else np.unique(arr))]
+    best = xp.full(shape, -1.0, dtype=xp.float32)
+    out = xp.zeros(shape, dtype=arr.dtype)
+    for n, value in enumerate(values):
+        indicator = (arr == value).astype(xp.float32)
+        if ctx.backend.is_gpu:
+            weight = ctx.backend.ndimage.affine_transform(
+                indicator, xp.asarray(matrix), offset=offset, output_shape=shape, order=1, mode="nearest"
+            )
+        else:
+            weight = _linear_cpu(indicator, matrix, offset, shape)
+        better = weight > best
+        best = xp.where(better, weight, best)
+        out = xp.where(better, xp.asarray(value, dtype=arr.dtype), out)
+        ctx.report((n + 1) / len(values), f"resample: label {value}")
+    return out
 
 
 # ------------------------------------------------------------------------------------ CPU twins

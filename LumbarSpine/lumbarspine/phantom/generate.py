@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -101,9 +100,9 @@ def save_phantom(phantom: Phantom, out_dir: str | os.PathLike[str], prefix: str 
     ``out_dir`` is created when missing. Returns ``{"image": path, "labels": path, "truth": path}``.
     """
     from ..io import write_volume
+    from ..safe_write import write_json
 
     out = os.fspath(out_dir)
-    os.makedirs(out, exist_ok=True)
     paths = {
         "image": os.path.join(out, f"{prefix}image.nii.gz"),
         "labels": os.path.join(out, f"{prefix}labels.nii.gz"),
@@ -111,9 +110,7 @@ def save_phantom(phantom: Phantom, out_dir: str | os.PathLike[str], prefix: str 
     }
     write_volume(phantom.image, paths["image"])
     write_volume(phantom.labels, paths["labels"])
-    with open(paths["truth"], "w", encoding="utf-8") as fh:
-        json.dump(phantom.truth, fh, indent=2)
-        fh.write("\n")
+    write_json(paths["truth"], phantom.truth)
     return paths
 
 
