@@ -1,0 +1,345 @@
+"""Vertebrae, sacrum and discs in CT: split the bone along the canal and assign the posterior elements.
+
+Works on the working grid (:mod:`.ct_grid`; arrays ``[S, A, R]``, mm = index x spacing) after the
+canal (:mod:`.ct_canal`) is known:
+
+1. **Spine frame.** The canal's centre line (per-slice centres, smoothed, extended by
+   :data:`FRAME_EXTENSION_MM` beyond both ends along the end tangents) gives each voxel near the spine
+   curvilinear coordinates: ``t`` (mm along the canal, superior positive), ``u`` (mm to the patient's
+   right) and ``w`` (mm anterior, in the plane perpendicular to the canal).
+2. **Disc spaces.** The mean HU in a band in front of the canal (the vertebral bodies:
+   :data:`BODY_BAND_W_MM`, ``|u| <`` :data:`BODY_BAND_U_MM`) as a function of ``t`` has a narrow dip
+   at every disc (disc 70-110 HU between two bright endplates). Low-density bodies also dip in their
+   middle (basivertebral veins), but wider: a black top-hat of :data:`DISC_TOPHAT_MM` keeps the
+   narrow dips, and the disc levels are the most marked chain of dips spaced like vertebrae
+   (:data:`DISC_SPACING_RANGE_MM`).
+3. **Vertebrae.** Seeds in the middle of each body (between two disc levels) grow over the bone
+   mask by a watershed of the negated distance to the bone surface: fronts meet at the narrowest
+   bone (facet joints, the gap between spinous processes), so each vertebra keeps its own pedicles,
+   laminae and processes. Bone far from the spine (ribs beyond the transverse processes, pelvis)
+   is flooded from its own marker and dropped.
+4. **Sacrum.** The lowest segment is the sacrum when its bone runs on for at least
+   :data:`SACRUM_MIN_LENGTH_MM` below the last disc (no lumbar body is that tall; 1.5 times that
+   when the segment is cut by the field of view); otherwise nothing is numbered (the caller warns).
+5. **Discs.** Soft tissue between two consecutive bodies: not bone, not canal, in front of the
+   canal, with the upper body above and the lower body below it along ``t``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "FRAME_EXTENSION_MM",
+    "BODY_BAND_W_MM",
+    "BODY_BAND_U_MM",
+    "DISC_SPACING_RANGE_MM",
+    "DISC_TOPHAT_MM",
+    "DISC_MIN_PROMINENCE_HU",
+    "SACRUM_MIN_LENGTH_MM",
+    "SpineFrame",
+    "spine_frame",
+    "Levels",
+    "split_levels",
+]
+
+FRAME_EXTENSION_MM = 45.0
+"""The canal centre line is extended by this (mm) beyond its ends along the end tangents."""
+BODY_BAND_W_MM = (11.0, 30.0)
+"""Anterior offsets (mm from the canal centre) of the band sampled for the disc profile."""
+BODY_BAND_U_MM = 10.0
+"""Half-width (mm, right-left) of the band sampled for the disc profile."""
+DISC_SPACING_RANGE_MM = (22.0, 55.0)
+"""Distance along the canal between two neighbouring disc levels (mm): one vertebra, body 20-35 mm
+(thoracic to lumbar) plus a disc of 5-12 mm."""
+DISC_TOPHAT_MM = 16.0
+"""Dips of the profile narrower than this (mm: a disc with its two endplates) are disc candidates."""
+DISC_MIN_PROMINENCE_HU = 15.0
+"""Depth (HU) of a dip in the top-hat filtered profile to be a disc candidate."""
+END_DISC_MIN_FRACTION = 0.4
+"""A dip at either end of the chain shallower than this fraction of the chain's median depth is
+dropped (the rudimentary S1-S2 disc of the fused sacrum, partial-volume noise at the field's edge)."""
+SACRUM_MIN_LENGTH_MM = 40.0
+"""Bone running on at least this far (mm along the canal) below the lowest disc is the sacrum."""
+SPINE_RADIUS_MM = 65.0
+"""Bone farther than this from the canal (mm, right-left) belongs to something else (ribs, pelvis)."""
+
+
+@dataclass
+class SpineFrame:
+    """The canal's centre line (``points`` mm, array order S, A, R, superior first) with its frame."""
+
+    points: np.ndarray
+    t: np.ndarray  # arc length (mm), superior positive, 0 at the lowest canal point
+    tangent: np.ndarray  # unit, superior
+    lateral: np.ndarray  # unit, patient's right (+R)
+    anterior: np.ndarray  # unit, +A
+    t_canal: tuple[float, float]  # (lowest, highest) t of the real canal (the rest is extension)
+
+    def coordinates(self, mm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(t, u, w, index of the nearest frame point)`` for points ``(N, 3)`` in mm (array order)."""
+        from scipy.spatial import cKDTree
+
+        _, idx = cKDTree(self.points).query(mm, workers=-1)
+        d = mm - self.points[idx]
+        t = self.t[idx] + np.einsum("ij,ij->i", d, self.tangent[idx])
+        u = np.einsum("ij,ij->i", d, self.lateral[idx])
+        w = np.einsum("ij,ij->i", d, self.anterior[idx])
+        return t, u, w, idx
+
+
+def spine_frame(centres: np.ndarray, step_mm: float = 1.0) -> SpineFrame:
+    """Smooth, resampled and extended canal centre line from per-slice centres (mm, superior first)."""
+    pts = np.asarray(centres, dtype=float)[::-1]  # inferior first
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    grid = np.arange(0.0, s[-1] + 1e-9, step_mm)
+    line = np.stack([np.interp(grid, s, pts[:, d]) for d in range(3)], axis=1)
+    sigma = max(1.0, 6.0 / step_mm)
+    line = ndimage.gaussian_filter1d(line, sigma, axis=0, mode="nearest")
+    tangent = np.gradient(line, axis=0)
+    tangent = ndimage.gaussian_filter1d(tangent, sigma, axis=0, mode="nearest")
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    n_ext = int(round(FRAME_EXTENSION_MM / step_mm))
+    low = line[0] - np.arange(n_ext, 0, -1)[:, None] * step_mm * tangent[0]
+    high = line[-1] + np.arange(1, n_ext + 1)[:, None] * step_mm * tangent[-1]
+    line = np.concatenate([low, line, high])
+    tangent = np.concatenate([np.repeat(tangent[:1], n_ext, 0), tangent, np.repeat(tangent[-1:], n_ext, 0)])
+    t = (np.arange(len(line)) - n_ext) * step_mm
+    right = np.array([0.0, 0.0, 1.0])
+    lateral = right[None, :] - (tangent @ right)[:, None] * tangent
+    lateral /= np.linalg.norm(lateral, axis=1, keepdims=True)
+    anterior = np.cross(tangent, lateral)  # (S, A, R) order: S x R = -A ... fix the sign below
+    anterior *= np.sign(anterior[:, 1:2] + 1e-12)
+    return SpineFrame(
+        line[::-1].copy(),
+        t[::-1].copy(),
+        tangent[::-1].copy(),
+        lateral[::-1].copy(),
+        anterior[::-1].copy(),
+        (0.0, float(grid[-1])),
+    )
+
+
+@dataclass
+class Levels:
+    """Labelled vertebrae (1..n top to bottom) and discs (1..n-1, disc i below vertebra i) on the working grid."""
+
+    vertebrae: np.ndarray  # int32, 0 = none
+    discs: np.ndarray  # int32, 0 = none
+    n_vertebrae: int
+    sacrum: bool  # the lowest vertebra is the sacrum
+    disc_t: list[float]
+    warnings: list[str]
+
+
+def _profile(t: np.ndarray, values: np.ndarray, t_lo: float, t_hi: float) -> tuple[np.ndarray, np.ndarray]:
+    edges = np.arange(np.floor(t_lo), np.ceil(t_hi) + 1.0, 1.0)
+    idx = np.clip(np.digitize(t, edges) - 1, 0, len(edges) - 2)
+    sums = np.bincount(idx, weights=values, minlength=len(edges) - 1)
+    counts = np.bincount(idx, minlength=len(edges) - 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    prof = np.full(len(centres), np.nan)
+    ok = counts > 3
+    prof[ok] = sums[ok] / counts[ok]
+    return centres, prof
+
+
+def _touches_border(mask: np.ndarray, box: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
+    """True when ``mask`` (on the sub-grid ``box``) reaches the edge of the full working grid."""
+    for axis, (sl, n) in enumerate(zip(box, shape)):
+        if sl.start == 0 and np.take(mask, 0, axis=axis).any():
+            return True
+        if sl.stop == n and np.take(mask, -1, axis=axis).any():
+            return True
+    return False
+
+
+def _regular_chain(cands: list[tuple[float, float]]) -> list[float]:
+    """Disc levels: the chain of candidates ``(t, depth)`` with neighbours :data:`DISC_SPACING_RANGE_MM`
+    apart and the largest total depth (the column of vertebrae is regular; a stray dip is not)."""
+    cands = sorted(cands)
+    if not cands:
+        return []
+    best = [c[1] for c in cands]
+    prev: list[int | None] = [None] * len(cands)
+    for b in range(len(cands)):
+        for a in range(b):
+            gap = cands[b][0] - cands[a][0]
+            if DISC_SPACING_RANGE_MM[0] <= gap <= DISC_SPACING_RANGE_MM[1] and best[a] + cands[b][1] > best[b]:
+                best[b], prev[b] = best[a] + cands[b][1], a
+    end = int(np.argmax(best))
+    chain = [end]
+    while prev[chain[-1]] is not None:
+        chain.append(prev[chain[-1]])  # type: ignore[arg-type]
+    chain = chain[::-1]
+    # shallow dips at the ends of the chain are fused remnants (S1-S2) or noise, not disc levels
+    typical = float(np.median([cands[n][1] for n in chain]))
+    while len(chain) > 2 and cands[chain[0]][1] < END_DISC_MIN_FRACTION * typical:
+        chain = chain[1:]
+    while len(chain) > 2 and cands[chain[-1]][1] < END_DISC_MIN_FRACTION * typical:
+        chain = chain[:-1]
+    return [cands[n][0] for n in chain]
+
+
+def split_levels(
+    bone: np.ndarray,
+    smooth: np.ndarray,
+    canal: np.ndarray,
+    frame: SpineFrame,
+    spacing: float,
+    in_view: np.ndarray,
+) -> Levels:
+    """Split the spine's bone into vertebrae (and the sacrum) and find the discs between them.
+
+    ``in_view`` marks the working-grid voxels inside the input's field of view.
+    """
+    from scipy.signal import find_peaks
+    from skimage.segmentation import watershed
+
+    warnings: list[str] = []
+    shape = bone.shape
+    # voxels near the spine: within SPINE_RADIUS_MM of the frame line in every axial slice it covers
+    pts = frame.points / spacing
+    k_lo = max(0, int(np.floor(pts[:, 0].min())) - 2)
+    k_hi = min(shape[0], int(np.ceil(pts[:, 0].max())) + 3)
+    rad = int(np.ceil(SPINE_RADIUS_MM / spacing))
+    j_lo = max(0, int(pts[:, 1].min()) - rad)
+    j_hi = min(shape[1], int(pts[:, 1].max()) + rad + 1)
+    i_lo = max(0, int(pts[:, 2].min()) - rad)
+    i_hi = min(shape[2], int(pts[:, 2].max()) + rad + 1)
+    box = (slice(k_lo, k_hi), slice(j_lo, j_hi), slice(i_lo, i_hi))
+    b_bone = bone[box]
+    origin = np.array([k_lo, j_lo, i_lo])
+    kji = np.argwhere(np.ones(b_bone.shape, dtype=bool))
+    mm = (kji + origin) * spacing
+    t, u, w, _ = frame.coordinates(mm)
+    t = t.reshape(b_bone.shape)
+    u = u.reshape(b_bone.shape)
+    w = w.reshape(b_bone.shape)
+    del kji, mm
+
+    # 2. disc profile
+    band = (np.abs(u) < BODY_BAND_U_MM) & (w > BODY_BAND_W_MM[0]) & (w < BODY_BAND_W_MM[1])
+    values = np.clip(smooth[box][band], -200.0, 1000.0)
+    centres, prof = _profile(t[band], values, float(t[band].min()), float(t[band].max()))
+    valid = ~np.isnan(prof)
+    prof_f = np.interp(centres, centres[valid], prof[valid]) if valid.any() else np.zeros_like(centres)
+    prof_f = ndimage.gaussian_filter1d(prof_f, 1.5, mode="nearest")
+    # narrow dips (a disc between two endplates) stand out of a black top-hat; the wider, shallower dips in
+    # the middle of low-density bodies (basivertebral veins) do not
+    tophat = ndimage.grey_closing(prof_f, size=int(round(DISC_TOPHAT_MM))) - prof_f
+    peaks, props = find_peaks(tophat, distance=8, prominence=DISC_MIN_PROMINENCE_HU)
+    # bone fraction in the band tells where the column of bodies is
+    frac_c, frac = _profile(t[band], b_bone[band].astype(float), float(t[band].min()), float(t[band].max()))
+    frac = np.nan_to_num(frac)
+    bony = frac > 0.3
+    cand = [
+        (float(centres[p]), float(pr))
+        for p, pr in zip(peaks, props["prominences"])
+        if bony[max(0, p - 15) : p].any() and bony[p : p + 15].any()
+    ]
+    disc_t = sorted(_regular_chain(cand), reverse=True)
+    # segments between discs, top first
+    t_top = float(frac_c[bony].max()) if bony.any() else float(centres.max())
+    t_bottom = float(frac_c[bony].min()) if bony.any() else float(centres.min())
+    bounds = [t_top, *disc_t, t_bottom]
+    segments = [(bounds[n], bounds[n + 1]) for n in range(len(bounds) - 1)]
+    seeds = np.zeros(b_bone.shape, dtype=np.int32)
+    body_zone = (np.abs(u) < 15.0) & (w > 9.0) & (w < 40.0) & b_bone
+    kept: list[tuple[float, float]] = []
+    for hi, lo in segments:
+        length = hi - lo
+        if length < 8.0:
+            continue
+        margin = min(0.3 * length, 8.0)
+        sel = body_zone & (t < hi - margin) & (t > lo + margin)
+        if sel.sum() * spacing**3 < 300.0:
+            continue
+        kept.append((hi, lo))
+        seeds[sel] = len(kept)
+    n = len(kept)
+    vertebrae = np.zeros(shape, dtype=np.int32)
+    discs = np.zeros(shape, dtype=np.int32)
+    if n == 0:
+        return Levels(vertebrae, discs, 0, False, disc_t, ["No vertebral body was found along the canal."])
+    other = n + 1
+    far = b_bone & ((np.abs(u) > SPINE_RADIUS_MM) | (w > 70.0) | (w < -90.0)) & (seeds == 0)
+    seeds[far] = other
+    depth = ndimage.distance_transform_edt(b_bone, sampling=spacing).astype(np.float32)
+    ws = watershed(-depth, markers=seeds, mask=b_bone)
+    ws[ws == other] = 0
+
+    # 4. sacrum: bone of the lowest segment runs on far below the last disc
+    sacrum = False
+    if n >= 2 and disc_t:
+        lowest_disc = min(disc_t)
+        below = (ws == n) & body_zone
+        if below.any():
+            extent = lowest_disc - float(t[below].min())
+            outside = np.pad(~in_view, 1, constant_values=True)[tuple(slice(b.start + 1, b.stop + 1) for b in box)]
+            cut = bool(np.any(ndimage.binary_dilation(ws == n, iterations=2, border_value=0) & outside))
+            cut |= _touches_border(ws == n, box, shape)
+            # a segment cut by the field of view may be a lumbar vertebra seen in part: ask for more
+            needed = SACRUM_MIN_LENGTH_MM * (1.5 if cut else 1.0)
+            sacrum = extent >= needed
+            if not sacrum and extent >= SACRUM_MIN_LENGTH_MM:
+                warnings.append(
+                    "The lowest bone segment may be the sacrum but is cut by the field of view; it is not used "
+                    "to number the levels."
+                )
+    # fill hollow bodies (low-density marrow not caught by the bone mask) inside each vertebra, keep canal out
+    b_canal = canal[box]
+    filled = np.zeros_like(ws)
+    for label in range(1, n + 1):
+        sl = ndimage.find_objects((ws == label).astype(np.int8))
+        if not sl or sl[0] is None:
+            continue
+        sub = ws[sl[0]] == label
+        full = sub.copy()
+        for axis in range(3):
+            plane = np.expand_dims(ndimage.generate_binary_structure(2, 1), axis)
+            plane = np.pad(plane, [(1, 1) if a == axis else (0, 0) for a in range(3)])
+            full |= ndimage.binary_fill_holes(sub, structure=plane)
+        full &= ~b_canal[sl[0]]
+        region = filled[sl[0]]
+        region[full & (region == 0) & ((ws[sl[0]] == 0) | sub)] = label
+    # 5. discs between consecutive vertebrae
+    cell = max(spacing, 2.0)
+    for upper in range(1, n):
+        lower = upper + 1
+        hi_up, lo_up = kept[upper - 1]
+        hi_lo, lo_lo = kept[lower - 1]
+        t_mid = (lo_up + hi_lo) / 2
+        win = (t > t_mid - 20.0) & (t < t_mid + 20.0) & (np.abs(u) < 25.0) & (w > 7.0) & (w < 55.0)
+        up = win & (filled == upper)
+        lo = win & (filled == lower)
+        if not up.any() or not lo.any():
+            continue
+        cu = np.floor((u + 30.0) / cell).astype(np.int32)
+        cw = np.floor(w / cell).astype(np.int32)
+        ncw = int(60.0 / cell) + 2
+        key = np.clip(cu, 0, 10_000) * ncw + np.clip(cw, 0, ncw - 1)
+        size = int(key[win].max()) + 1
+        up_min = np.full(size, np.inf)
+        np.minimum.at(up_min, key[up], t[up])
+        lo_max = np.full(size, -np.inf)
+        np.maximum.at(lo_max, key[lo], t[lo])
+        cand = win & (filled == 0) & ~b_canal & ~b_bone
+        kc = key[cand]
+        tc = t[cand]
+        inside = (tc > lo_max[kc]) & (tc < up_min[kc]) & (up_min[kc] - lo_max[kc] < 25.0)
+        disc = np.zeros(b_bone.shape, dtype=bool)
+        disc[cand] = inside
+        lab, m = ndimage.label(disc)
+        if m == 0:
+            continue
+        sizes = np.bincount(lab.ravel())
+        sizes[0] = 0
+        disc = lab == int(np.argmax(sizes))
+        discs[box][disc] = upper
+    vertebrae[box] = filled
+    return Levels(vertebrae, discs, n, sacrum, disc_t, warnings)
