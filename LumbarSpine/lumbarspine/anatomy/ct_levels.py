@@ -59,6 +59,11 @@ DISC_TOPHAT_MM = 16.0
 """Dips of the profile narrower than this (mm: a disc with its two endplates) are disc candidates."""
 DISC_MIN_PROMINENCE_HU = 15.0
 """Depth (HU) of a dip in the top-hat filtered profile to be a disc candidate."""
+DISC_CLEAR_HALF_MM = 3.0
+"""Within this distance (mm along the canal) of a disc level, in front of the canal, ..."""
+DISC_CLEAR_BELOW_HU = 150.0
+"""... voxels darker than this (smoothed HU; disc 70-110, cancellous bone >= 150 where healthy) are
+disc, not bone: this undoes bony rims (osteophytes) that enclosed a disc and got it filled as marrow."""
 END_DISC_MIN_FRACTION = 0.4
 """A dip at either end of the chain shallower than this fraction of the chain's median depth is
 dropped (the rudimentary S1-S2 disc of the fused sacrum, partial-volume noise at the field's edge)."""
@@ -212,7 +217,7 @@ def split_levels(
     i_lo = max(0, int(pts[:, 2].min()) - rad)
     i_hi = min(shape[2], int(pts[:, 2].max()) + rad + 1)
     box = (slice(k_lo, k_hi), slice(j_lo, j_hi), slice(i_lo, i_hi))
-    b_bone = bone[box]
+    b_bone = bone[box].copy()
     origin = np.array([k_lo, j_lo, i_lo])
     kji = np.argwhere(np.ones(b_bone.shape, dtype=bool))
     mm = (kji + origin) * spacing
@@ -243,6 +248,12 @@ def split_levels(
         if bony[max(0, p - 15) : p].any() and bony[p : p + 15].any()
     ]
     disc_t = sorted(_regular_chain(cand), reverse=True)
+    # at each disc level, disc-dark voxels between the bodies are never bone, even where osteophytes or a
+    # bridged rim closed a ring around the disc and the marrow fill took it
+    b_smooth = smooth[box]
+    column = (np.abs(u) < 30.0) & (w > 5.0) & (w < 60.0) & (b_smooth < DISC_CLEAR_BELOW_HU)
+    for td in disc_t:
+        b_bone[column & (np.abs(t - td) <= DISC_CLEAR_HALF_MM)] = False
     # segments between discs, top first
     t_top = float(frac_c[bony].max()) if bony.any() else float(centres.max())
     t_bottom = float(frac_c[bony].min()) if bony.any() else float(centres.min())
