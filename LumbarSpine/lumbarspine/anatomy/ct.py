@@ -120,7 +120,7 @@ def segment_ct(
     frame = spine_frame(canal.centres)
     ones = volume.with_array(np.ones(volume.shape, dtype=np.uint8), is_label=True)
     in_view = resample_onto(ones, grid, linear=False, default=0, dtype=np.uint8).astype(bool)
-    levels = split_levels(bone, smooth, canal.mask, frame, spacing, in_view)
+    levels = split_levels(bone, smooth, canal.mask, frame, spacing, in_view, hu=hu)
     if levels.n_vertebrae == 0:
         raise ValueError("No vertebral body was found in front of the spinal canal.")
     check_cancel(cancel, "CT segmentation")

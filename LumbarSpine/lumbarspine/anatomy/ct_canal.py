@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .ct_bone import MARROW_MIN_HU, in_plane_structure
+from .ct_bone import MARROW_MIN_HU, holes, in_plane_structure
 
 __all__ = [
     "CANAL_RING_CLOSING_MM",
@@ -60,8 +60,7 @@ def _candidates(
     pad = ((0, 0), (radius, radius), (radius, radius))
     ring = ndimage.binary_closing(np.pad(bone, pad), structure=disk)[:, radius:-radius, radius:-radius] | bone
     plane = in_plane_structure()
-    holes = ndimage.binary_fill_holes(ring, structure=plane) & ~ring
-    lab, n = ndimage.label(holes, structure=plane)
+    lab, n = ndimage.label(holes(ring, axis=0), structure=plane)
     if n == 0:
         return [], None
     index = np.arange(1, n + 1)
@@ -71,12 +70,13 @@ def _candidates(
         return [], None
     index = index[ok]
     centres = np.asarray(ndimage.center_of_mass(np.ones(lab.shape, np.uint8), lab, index)) * spacing
-    medians = np.asarray(ndimage.median(smooth, lab, index), dtype=float)
+    sums = np.bincount(lab.ravel(), weights=smooth.ravel(), minlength=n + 1)
+    medians = sums[index] / np.maximum(area[index - 1] / spacing**2, 1.0)  # mean HU of each hole
     out = []
     front_lo, front_hi = int(round(12.0 / spacing)), int(round(30.0 / spacing))
     half = max(1, int(round(6.0 / spacing)))
     for value, centre, median in zip(index, centres, medians):
-        if median >= MARROW_MIN_HU or abs(centre[2] - midline) > CANAL_MIDLINE_MM:
+        if median >= MARROW_MIN_HU or abs(centre[2] - midline) > CANAL_MIDLINE_MM:  # marrow, or off the midline
             continue
         k, j, i = (int(round(c / spacing)) for c in centre)
         # a vertebral body (thick bone) in front: anterior = +A (array axis 1)

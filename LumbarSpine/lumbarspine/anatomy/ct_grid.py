@@ -13,12 +13,23 @@ import numpy as np
 
 from ..volume import Volume
 
-__all__ = ["WORKING_SPACING_RANGE_MM", "working_spacing", "working_grid", "resample_onto", "crop_volume"]
+__all__ = [
+    "WORKING_SPACING_RANGE_MM",
+    "WORKING_SPACING_FACTOR",
+    "working_spacing",
+    "working_grid",
+    "resample_onto",
+    "crop_volume",
+]
 
 WORKING_SPACING_RANGE_MM = (1.0, 2.0)
-"""Automatic working spacing: the input's mean voxel size (cube root of the voxel volume), clipped
-to this range (mm). Finer grids add time without adding bone detail the thresholds can use; coarser
-ones lose the 1-2 mm gaps of the facet joints."""
+"""Automatic working spacing: :data:`WORKING_SPACING_FACTOR` times the input's mean voxel size (cube
+root of the voxel volume), clipped to this range (mm). Finer grids add time without adding bone
+detail the thresholds can use; coarser ones lose the 1-2 mm gaps of the facet joints."""
+WORKING_SPACING_FACTOR = 0.7
+"""The working grid is finer than the input (linear interpolation): the watershed then finds the
+narrow necks between neighbouring vertebrae (facet joints) that a grid as coarse as the input blurs
+(on 1.5 mm phantoms: vertebra Dice 0.80-0.89 at 1.5 mm, 0.9-0.97 at 1.05 mm)."""
 
 
 def working_spacing(volume: Volume, spacing_mm: float | None = None) -> float:
@@ -29,7 +40,7 @@ def working_spacing(volume: Volume, spacing_mm: float | None = None) -> float:
             raise ValueError(f"working spacing must be between 0.3 and 5 mm; got {spacing_mm!r}.")
         return value
     mean = float(np.prod(volume.spacing)) ** (1.0 / 3.0)
-    return float(np.clip(mean, *WORKING_SPACING_RANGE_MM))
+    return float(np.clip(WORKING_SPACING_FACTOR * mean, *WORKING_SPACING_RANGE_MM))
 
 
 def working_grid(volume: Volume, spacing_mm: float) -> Volume:

@@ -14,9 +14,9 @@ canal (:mod:`.ct_canal`) is known:
    narrow dips, and the disc levels are the most marked chain of dips spaced like vertebrae
    (:data:`DISC_SPACING_RANGE_MM`).
 3. **Vertebrae.** Seeds in the middle of each body (between two disc levels) grow over the bone
-   mask by a watershed of the negated distance to the bone surface: fronts meet at the narrowest
-   bone (facet joints, the gap between spinous processes), so each vertebra keeps its own pedicles,
-   laminae and processes. Bone far from the spine (ribs beyond the transverse processes, pelvis)
+   mask by a watershed of the negated distance to the bone surface plus a barrier at thin dark gaps
+   (:data:`GAP_BARRIER_MM_PER_100HU`): fronts meet at the joint spaces and the narrowest bone, so
+   each vertebra keeps its own pedicles, laminae and processes. Bone far from the spine (ribs beyond the transverse processes, pelvis)
    is flooded from its own marker and dropped.
 4. **Sacrum.** The lowest segment is the sacrum when its bone runs on for at least
    :data:`SACRUM_MIN_LENGTH_MM` below the last disc (no lumbar body is that tall; 1.5 times that
@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+from .ct_bone import holes
 
 __all__ = [
     "FRAME_EXTENSION_MM",
@@ -64,6 +66,11 @@ DISC_CLEAR_HALF_MM = 3.0
 DISC_CLEAR_BELOW_HU = 150.0
 """... voxels darker than this (smoothed HU; disc 70-110, cancellous bone >= 150 where healthy) are
 disc, not bone: this undoes bony rims (osteophytes) that enclosed a disc and got it filled as marrow."""
+GAP_WINDOW_MM = 1.5
+"""Half-size (mm) of the black top-hat that finds thin dark gaps (joint spaces up to ~3 mm) in bone."""
+GAP_BARRIER_MM_PER_100HU = 0.0
+"""Each 100 HU of gap darkness adds this (mm of equivalent bone thinning) to the watershed landscape, so
+the fronts of two vertebrae meet in their facet joint rather than at the narrowest bone (the pars)."""
 END_DISC_MIN_FRACTION = 0.4
 """A dip at either end of the chain shallower than this fraction of the chain's median depth is
 dropped (the rudimentary S1-S2 disc of the fused sacrum, partial-volume noise at the field's edge)."""
@@ -153,6 +160,70 @@ def _profile(t: np.ndarray, values: np.ndarray, t_lo: float, t_hi: float) -> tup
     return centres, prof
 
 
+def _peaks(x: np.ndarray, distance: int, prominence: float) -> tuple[list[int], list[float]]:
+    """Local maxima of ``x`` with their prominence (height above the higher of the two lowest points
+    reached before a higher value on either side), at least ``distance`` samples apart (the higher wins)."""
+    n = len(x)
+    found: list[tuple[float, int, float]] = []
+    for p in range(1, n - 1):
+        if not (x[p] > x[p - 1] and x[p] >= x[p + 1]):
+            continue
+        left = p
+        low_left = x[p]
+        while left > 0 and x[left - 1] <= x[p]:
+            left -= 1
+            low_left = min(low_left, x[left])
+        right = p
+        low_right = x[p]
+        while right < n - 1 and x[right + 1] <= x[p]:
+            right += 1
+            low_right = min(low_right, x[right])
+        prom = float(x[p] - max(low_left, low_right))
+        if prom >= prominence:
+            found.append((float(x[p]), p, prom))
+    kept: list[tuple[int, float]] = []
+    for _, p, prom in sorted(found, reverse=True):
+        if all(abs(p - q) >= distance for q, _ in kept):
+            kept.append((p, prom))
+    kept.sort()
+    return [p for p, _ in kept], [pr for _, pr in kept]
+
+
+def _upsample(a: np.ndarray, shape: tuple[int, ...], step: int) -> np.ndarray:
+    """Linear interpolation of ``a`` sampled every ``step`` voxels (first sample at 0) onto ``shape``."""
+    out = a
+    for axis, n in enumerate(shape):
+        coarse = np.arange(out.shape[axis]) * step
+        fine = np.arange(n)
+        idx = np.clip(np.searchsorted(coarse, fine, side="right") - 1, 0, len(coarse) - 2) if len(coarse) > 1 else None
+        if idx is None:
+            out = np.repeat(out, n, axis=axis)
+            continue
+        f = (fine - coarse[idx]) / step
+        shape_f = [1] * out.ndim
+        shape_f[axis] = n
+        f = f.reshape(shape_f).astype(np.float32)
+        out = np.take(out, idx, axis=axis) * (1 - f) + np.take(out, idx + 1, axis=axis) * f
+    return out
+
+
+def _frame_coordinates(
+    frame: SpineFrame, shape: tuple[int, ...], origin: np.ndarray, spacing: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(t, u, w)`` (mm) of every voxel of a sub-grid (``origin`` = its first voxel's index), computed every
+    2 mm and interpolated linearly (the coordinates are smooth)."""
+    step = max(1, int(round(2.0 / spacing)))
+    grids = [np.arange(0, n + step - 1, step) for n in shape]  # covers the last voxel
+    kk, jj, ii = np.meshgrid(*grids, indexing="ij")
+    mm = (np.stack([kk.ravel(), jj.ravel(), ii.ravel()], axis=1) + origin) * spacing
+    t, u, w, _ = frame.coordinates(mm)
+    coarse_shape = kk.shape
+    out = []
+    for values in (t, u, w):
+        out.append(_upsample(values.reshape(coarse_shape).astype(np.float32), shape, step))
+    return out[0], out[1], out[2]
+
+
 def _touches_border(mask: np.ndarray, box: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
     """True when ``mask`` (on the sub-grid ``box``) reaches the edge of the full working grid."""
     for axis, (sl, n) in enumerate(zip(box, shape)):
@@ -197,12 +268,13 @@ def split_levels(
     frame: SpineFrame,
     spacing: float,
     in_view: np.ndarray,
+    hu: np.ndarray | None = None,
 ) -> Levels:
     """Split the spine's bone into vertebrae (and the sacrum) and find the discs between them.
 
-    ``in_view`` marks the working-grid voxels inside the input's field of view.
+    ``in_view`` marks the working-grid voxels inside the input's field of view; ``hu`` (the unsmoothed
+    working-grid image) lets the watershed see the joint spaces between neighbouring vertebrae.
     """
-    from scipy.signal import find_peaks
     from skimage.segmentation import watershed
 
     warnings: list[str] = []
@@ -219,13 +291,7 @@ def split_levels(
     box = (slice(k_lo, k_hi), slice(j_lo, j_hi), slice(i_lo, i_hi))
     b_bone = bone[box].copy()
     origin = np.array([k_lo, j_lo, i_lo])
-    kji = np.argwhere(np.ones(b_bone.shape, dtype=bool))
-    mm = (kji + origin) * spacing
-    t, u, w, _ = frame.coordinates(mm)
-    t = t.reshape(b_bone.shape)
-    u = u.reshape(b_bone.shape)
-    w = w.reshape(b_bone.shape)
-    del kji, mm
+    t, u, w = _frame_coordinates(frame, b_bone.shape, origin, spacing)
 
     # 2. disc profile
     band = (np.abs(u) < BODY_BAND_U_MM) & (w > BODY_BAND_W_MM[0]) & (w < BODY_BAND_W_MM[1])
@@ -237,14 +303,14 @@ def split_levels(
     # narrow dips (a disc between two endplates) stand out of a black top-hat; the wider, shallower dips in
     # the middle of low-density bodies (basivertebral veins) do not
     tophat = ndimage.grey_closing(prof_f, size=int(round(DISC_TOPHAT_MM))) - prof_f
-    peaks, props = find_peaks(tophat, distance=8, prominence=DISC_MIN_PROMINENCE_HU)
+    peaks, prominences = _peaks(tophat, distance=8, prominence=DISC_MIN_PROMINENCE_HU)
     # bone fraction in the band tells where the column of bodies is
     frac_c, frac = _profile(t[band], b_bone[band].astype(float), float(t[band].min()), float(t[band].max()))
     frac = np.nan_to_num(frac)
     bony = frac > 0.3
     cand = [
         (float(centres[p]), float(pr))
-        for p, pr in zip(peaks, props["prominences"])
+        for p, pr in zip(peaks, prominences)
         if bony[max(0, p - 15) : p].any() and bony[p : p + 15].any()
     ]
     disc_t = sorted(_regular_chain(cand), reverse=True)
@@ -281,7 +347,15 @@ def split_levels(
     far = b_bone & ((np.abs(u) > SPINE_RADIUS_MM) | (w > 70.0) | (w < -90.0)) & (seeds == 0)
     seeds[far] = other
     depth = ndimage.distance_transform_edt(b_bone, sampling=spacing).astype(np.float32)
-    ws = watershed(-depth, markers=seeds, mask=b_bone)
+    landscape = -depth
+    if hu is not None:
+        # thin dark gaps between bright cortices (facet joint spaces, the cleft between touching processes)
+        # stand out of a black top-hat; marrow spaces, wider than the window, do not
+        r = max(1, int(round(GAP_WINDOW_MM / spacing)))
+        b_hu = np.clip(hu[box], -200.0, 1500.0)
+        gaps = ndimage.grey_closing(b_hu, size=(2 * r + 1,) * 3) - b_hu
+        landscape = landscape + gaps.astype(np.float32) * (GAP_BARRIER_MM_PER_100HU / 100.0)
+    ws = watershed(landscape, markers=seeds, mask=b_bone)
     ws[ws == other] = 0
 
     # 4. sacrum: bone of the lowest segment runs on far below the last disc
@@ -312,9 +386,7 @@ def split_levels(
         sub = ws[sl[0]] == label
         full = sub.copy()
         for axis in range(3):
-            plane = np.expand_dims(ndimage.generate_binary_structure(2, 1), axis)
-            plane = np.pad(plane, [(1, 1) if a == axis else (0, 0) for a in range(3)])
-            full |= ndimage.binary_fill_holes(sub, structure=plane)
+            full |= holes(sub, axis)
         full &= ~b_canal[sl[0]]
         region = filled[sl[0]]
         region[full & (region == 0) & ((ws[sl[0]] == 0) | sub)] = label
