@@ -1,12 +1,12 @@
 """Automatic CT segmentation (lumbarspine.anatomy.ct.segment_ct) against the phantom's labels and real CT.
 
-What is reached (see also the lead's report): on 1.5 mm phantoms (axial with osteophytes and a stenosis,
-oblique, oblique left-handed) every vertebra Dice 0.92-0.98 and the sacrum 0.96-0.98; on 0.8 x 0.8 x
-2.5 mm slices 0.84-0.97 (the inferior articular tips sit 4 mm above the lamina below, less than two
-slices); canal Dice against the bony canal content (dural sac + epidural fat) 0.82-0.84 (the phantom's
-canal runs on 12 mm above L1 where no bony ring encloses it). On the real TotalSegmentator crop the three
-vertebrae found reach Dice 0.59 / 0.62 / 0.80 against TotalSegmentator (3 mm voxels, osteoporotic
-marrow near soft-tissue HU).
+What is reached when these tests were written: on 1.5 mm phantoms (axial with osteophytes and a stenosis,
+oblique, oblique left-handed, sagittal) every lumbar vertebra Dice 0.86-0.98 and the sacrum 0.96-0.98;
+on 0.8 x 0.8 x 2.5 mm slices 0.83-0.96 (the inferior articular tips sit 4 mm above the lamina below,
+less than two slices); canal Dice against the bony canal content (dural sac + epidural fat) 0.82-0.84
+(the phantom's canal runs on 12 mm above L1 where no bony ring encloses it). On the real
+TotalSegmentator crop (3 mm voxels, osteoporotic marrow near soft-tissue HU) the three vertebrae found
+reach Dice 0.81 (T12) / 0.81 (L1) / 0.85 (L2, cut by the field of view) against TotalSegmentator.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def test_real_ct_crop_matches_totalsegmentator(shared_data):
     # T12 (32), L1 (31), L2 (30) found, top to bottom, each once
     assert [m[1] for m in matched] == [32, 31, 30], matched
     for name, ref, dice in matched:
-        assert dice >= 0.5, f"{name} vs TotalSegmentator {ref}: Dice {dice:.2f}"
+        assert dice >= 0.75, f"{name} vs TotalSegmentator {ref}: Dice {dice:.2f}"
     # the canal holds the spinal cord TotalSegmentator found
     cord = reference == 79
     assert np.count_nonzero(cord & (labels == 2)) / np.count_nonzero(cord) > 0.5

@@ -13,7 +13,8 @@ canal (:mod:`.ct_canal`) is known:
    middle (basivertebral veins), but wider: a black top-hat of :data:`DISC_TOPHAT_MM` keeps the
    narrow dips, and the disc levels are the most marked chain of dips spaced like vertebrae
    (:data:`DISC_SPACING_RANGE_MM`).
-3. **Vertebrae.** Seeds in the middle of each body (between two disc levels) grow over the bone
+3. **Vertebrae.** Seeds in the middle of each body (between two disc levels) and in its pedicles
+   (:data:`PEDICLE_U_MM`, :data:`PEDICLE_W_MM`, upper half of the segment) grow over the bone
    mask by a watershed of the negated distance to the bone surface plus a barrier at thin dark gaps
    (:data:`GAP_BARRIER_MM_PER_100HU`): fronts meet at the joint spaces and the narrowest bone, so
    each vertebra keeps its own pedicles, laminae and processes. Bone far from the spine (ribs beyond the transverse processes, pelvis)
@@ -71,6 +72,17 @@ GAP_WINDOW_MM = 1.5
 GAP_BARRIER_MM_PER_100HU = 0.0
 """Each 100 HU of gap darkness adds this (mm of equivalent bone thinning) to the watershed landscape, so
 the fronts of two vertebrae meet in their facet joint rather than at the narrowest bone (the pars)."""
+PEDICLE_U_MM = (9.0, 22.0)
+"""Right-left distance (mm) from the canal centre of the pedicle seeds (lumbar canal half-width 10-13 mm,
+pedicles 7-18 mm wide beside it)."""
+PEDICLE_W_MM = (-1.0, 6.0)
+"""Anterior offsets (mm from the canal centre) of the pedicle seeds: between the back of the body and the
+lamina, in front of the articular processes of the neighbours."""
+BODY_HULL_MIN_W_MM = 8.0
+"""Bone more than this (mm) in front of the canal centre is vertebral body, filled to its convex hull in
+each axial slice (the body's posterior wall is 7-10 mm in front of the canal centre)."""
+BODY_HULL_DISC_MARGIN_MM = 4.0
+"""No hull filling within this distance (mm along the canal) of a disc level."""
 END_DISC_MIN_FRACTION = 0.4
 """A dip at either end of the chain shallower than this fraction of the chain's median depth is
 dropped (the rudimentary S1-S2 disc of the fused sacrum, partial-volume noise at the field's edge)."""
@@ -328,6 +340,15 @@ def split_levels(
     seeds = np.zeros(b_bone.shape, dtype=np.int32)
     body_zone = (np.abs(u) < 15.0) & (w > 9.0) & (w < 40.0) & b_bone
     kept: list[tuple[float, float]] = []
+    inner = ndimage.distance_transform_edt(b_bone, sampling=spacing) >= 1.5
+    pedicle_zone = (
+        b_bone
+        & inner
+        & (np.abs(u) > PEDICLE_U_MM[0])
+        & (np.abs(u) < PEDICLE_U_MM[1])
+        & (w > PEDICLE_W_MM[0])
+        & (w < PEDICLE_W_MM[1])
+    )
     for hi, lo in segments:
         length = hi - lo
         if length < 8.0:
@@ -338,6 +359,11 @@ def split_levels(
             continue
         kept.append((hi, lo))
         seeds[sel] = len(kept)
+        # pedicle seeds: the posterior arch hangs on the pedicles, which leave the upper half of the body
+        # just beside the canal; seeding them keeps each arch with its own body
+        if hi - lo >= 15.0:
+            ped = pedicle_zone & (t < hi - 3.0) & (t > lo + 0.45 * length) & (seeds == 0)
+            seeds[ped] = len(kept)
     n = len(kept)
     vertebrae = np.zeros(shape, dtype=np.int32)
     discs = np.zeros(shape, dtype=np.int32)
@@ -390,6 +416,23 @@ def split_levels(
         full &= ~b_canal[sl[0]]
         region = filled[sl[0]]
         region[full & (region == 0) & ((ws[sl[0]] == 0) | sub)] = label
+    # vertebral bodies are convex in axial section: fill each body's hull where the marrow is too dark for the
+    # bone mask (osteoporosis, basivertebral veins), never into the canal or another vertebra
+    from skimage.morphology import convex_hull_image
+
+    front = (w > BODY_HULL_MIN_W_MM) & (np.abs(u) < 35.0)
+    allowed = (filled == 0) & ~b_canal & (b_smooth > -50.0) & front
+    for td in disc_t:  # a ring of osteophytes around a disc is no body
+        allowed &= np.abs(t - td) > BODY_HULL_DISC_MARGIN_MM
+    for label in range(1, n + 1):
+        body = (filled == label) & front
+        for k in np.nonzero(body.any(axis=(1, 2)))[0]:
+            if body[k].sum() < 4:
+                continue
+            hull = convex_hull_image(body[k])
+            add = hull & allowed[k]
+            filled[k][add] = label
+            allowed[k][add] = False
     # 5. discs between consecutive vertebrae
     cell = max(spacing, 2.0)
     for upper in range(1, n):
