@@ -89,6 +89,22 @@ def test_phantom_canal_is_one_tube_through_the_levels(case):
     assert max(dist) < 3.0
 
 
+@pytest.mark.parametrize("case", ["oblique-lefthanded-1.5mm", "axial-anisotropic-0.8x0.8x2.5"])
+def test_phantom_subregions_body_and_pedicles(case):
+    phantom, anatomy = _segmented(case)
+    sub = anatomy.subregions
+    assert sub is not None and sub.same_geometry(anatomy.labels)
+    # every sub-region voxel belongs to a vertebra, and every vertebra voxel has a sub-region
+    vertebra = np.isin(anatomy.labels.array, [v.label for v in anatomy.vertebrae])
+    np.testing.assert_array_equal(sub.array > 0, vertebra)
+    for name in LUMBAR[:-1]:
+        truth = phantom.truth["vertebrae"][name]
+        assert sub.sample_nearest_ras(np.array(truth["body_center_ras"]))[0] == 50, name
+        for side, code in (("left", 51), ("right", 52)):
+            centre = np.array(truth["pedicles"][side]["isthmus_center_ras"])
+            assert sub.sample_nearest_ras(centre)[0] == code, (name, side)
+
+
 def test_without_sacrum_nothing_is_numbered():
     phantom = generate_phantom(PhantomSpec(modality="ct", spacing=(1.5, 1.5, 1.5)))
     image = phantom.image

@@ -7,6 +7,8 @@ left-handed) and returns a :class:`~lumbarspine.anatomy.model.SpineAnatomy`:
   sacrum when it is in the field of view (L1..L5 = 41..45, T12.. above, sacrum 50) and unnumbered
   (300 + n from the top, with a warning) when it is not: the level names are never guessed;
 * discs (soft tissue between two consecutive bodies) with the matching disc ids;
+* coarse sub-regions of every vertebra (``anatomy.subregions``: 50 body, 51/52 pedicle left/right,
+  41 the rest of the posterior arch) from their position around the canal;
 * the spinal canal (label 2): the space enclosed by each vertebral foramen, bridged across the disc
   levels by interpolation and joined into one tube; its centreline comes from
   :func:`~lumbarspine.anatomy.build.canal_centreline`.
@@ -151,8 +153,17 @@ def segment_ct(
     labels = Volume(out, volume.spacing, volume.origin, volume.direction, is_label=True, name="ct_segmentation")
     if not np.any(out):
         raise ValueError("The segmentation is empty on the input grid.")
+    subregions = None
+    if levels.subregions is not None:
+        sub_work = crop_volume(grid.with_array(levels.subregions, is_label=True), tuple(lo), tuple(hi))
+        sub = resample_onto(sub_work, volume, linear=False, default=0, dtype=np.uint8)
+        vertebra_voxels = np.zeros(out.shape, dtype=bool)
+        for v_id in (*vert_ids, 50):
+            vertebra_voxels |= out == v_id
+        sub[~vertebra_voxels] = 0
+        subregions = Volume(sub, volume.spacing, volume.origin, volume.direction, is_label=True, name="ct_subregions")
     anatomy = anatomy_from_labels(
-        labels, modality="ct", numbering=numbering, source="automatic ct", warnings=warnings, subregions=None
+        labels, modality="ct", numbering=numbering, source="automatic ct", warnings=warnings, subregions=subregions
     )
     _report(progress, 1.0, "Done")
     return anatomy

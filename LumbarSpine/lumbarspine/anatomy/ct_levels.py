@@ -158,6 +158,7 @@ class Levels:
     sacrum: bool  # the lowest vertebra is the sacrum
     disc_t: list[float]
     warnings: list[str]
+    subregions: np.ndarray | None = None  # uint8 sub-region codes (SUBREGIONS) of the vertebra voxels
 
 
 def _profile(t: np.ndarray, values: np.ndarray, t_lo: float, t_hi: float) -> tuple[np.ndarray, np.ndarray]:
@@ -234,6 +235,25 @@ def _frame_coordinates(
     for values in (t, u, w):
         out.append(_upsample(values.reshape(coarse_shape).astype(np.float32), shape, step))
     return out[0], out[1], out[2]
+
+
+def _subregions(vertebrae: np.ndarray, u: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Coarse sub-regions of the vertebra voxels from their position around the canal (SPINEPS codes +
+    project pedicles): body (50) in front of :data:`BODY_HULL_MIN_W_MM`; pedicles left (51, ``u < 0``) and
+    right (52) beside the canal between the body and the arch (:data:`PEDICLE_W_MM` widened to the body,
+    :data:`PEDICLE_U_MM`); the rest is the posterior arch (41: laminae, articular, transverse and spinous
+    processes together)."""
+    from .model import SUBREGIONS
+
+    out = np.zeros(vertebrae.shape, dtype=np.uint8)
+    bone = vertebrae > 0
+    out[bone] = SUBREGIONS["arch"]
+    body = bone & (w > BODY_HULL_MIN_W_MM)
+    pedicle = bone & ~body & (w > PEDICLE_W_MM[0]) & (np.abs(u) > PEDICLE_U_MM[0]) & (np.abs(u) < PEDICLE_U_MM[1])
+    out[body] = SUBREGIONS["body"]
+    out[pedicle & (u < 0)] = SUBREGIONS["pedicle_left"]
+    out[pedicle & (u > 0)] = SUBREGIONS["pedicle_right"]
+    return out
 
 
 def _touches_border(mask: np.ndarray, box: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
@@ -468,4 +488,6 @@ def split_levels(
         disc = lab == int(np.argmax(sizes))
         discs[box][disc] = upper
     vertebrae[box] = filled
-    return Levels(vertebrae, discs, n, sacrum, disc_t, warnings)
+    subregions = np.zeros(shape, dtype=np.uint8)
+    subregions[box] = _subregions(filled, u, w)
+    return Levels(vertebrae, discs, n, sacrum, disc_t, warnings, subregions)
