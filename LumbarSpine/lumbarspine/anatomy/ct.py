@@ -39,13 +39,15 @@ from ..volume import Volume, validate_scalar_volume
 from .build import anatomy_from_labels
 from .ct_bone import body_midline, bone_mask
 from .ct_canal import find_canal
-from .ct_grid import crop_volume, resample_onto, working_grid, working_spacing
+from .ct_grid import body_bounds, crop_volume, resample_onto, working_grid, working_spacing
 from .ct_levels import spine_frame, split_levels
 from .model import SpineAnatomy
 from .numbering import level_ids
 
 __all__ = ["segment_ct", "CT_MIN_BONE_VOXELS"]
 
+BODY_HU = -400.0
+"""Voxels above this (HU) are the patient (air is -1000); the work is cropped to their bounding box."""
 CT_MIN_BONE_VOXELS = 200
 """Fewer bone voxels than this on the working grid: the image is not a CT of the spine."""
 
@@ -97,8 +99,10 @@ def segment_ct(
             "(slope/intercept) or use the T2 MRI path."
         )
     _report(progress, 0.0, "Resampling to the working grid")
-    spacing = working_spacing(volume, working_spacing_mm)
-    grid = working_grid(volume, spacing)
+    # work only on the patient's body (air around it and the empty corners of an oblique grid cost time)
+    bounds = body_bounds(volume, BODY_HU)
+    spacing = working_spacing(volume, working_spacing_mm, bounds)
+    grid = working_grid(volume, spacing, bounds)
     hu = resample_onto(volume, grid, linear=True, default=-1024.0)
     check_cancel(cancel, "CT segmentation")
 

@@ -37,23 +37,29 @@ MAX_WORKING_VOXELS = 24_000_000
 (memory and time on a 2-core machine: a 512 x 512 x 400 CT at 1 mm would hold ~100 million)."""
 
 
-def working_spacing(volume: Volume, spacing_mm: float | None = None) -> float:
-    """The isotropic working spacing in mm (``spacing_mm`` when given, else automatic)."""
+def working_spacing(
+    volume: Volume, spacing_mm: float | None = None, bounds: tuple[np.ndarray, np.ndarray] | None = None
+) -> float:
+    """The isotropic working spacing in mm (``spacing_mm`` when given, else automatic).
+
+    ``bounds``: the RAS box (min, max) the working grid will cover (default: the whole volume).
+    """
     if spacing_mm is not None:
         value = float(spacing_mm)
         if not (np.isfinite(value) and 0.3 <= value <= 5.0):
             raise ValueError(f"working spacing must be between 0.3 and 5 mm; got {spacing_mm!r}.")
         return value
     mean = float(np.prod(volume.spacing)) ** (1.0 / 3.0)
-    lo, hi = volume.bounds_ras()
-    box_mm3 = float(np.prod(np.maximum(hi - lo, 1.0)))
+    lo, hi = volume.bounds_ras() if bounds is None else bounds
+    box_mm3 = float(np.prod(np.maximum(np.asarray(hi) - np.asarray(lo), 1.0)))
     fits = (box_mm3 / MAX_WORKING_VOXELS) ** (1.0 / 3.0)
     return float(np.clip(max(WORKING_SPACING_FACTOR * mean, fits), *WORKING_SPACING_RANGE_MM))
 
 
-def working_grid(volume: Volume, spacing_mm: float) -> Volume:
-    """An empty (uint8) RAS-aligned grid with isotropic ``spacing_mm`` covering ``volume``'s voxel centres."""
-    lo, hi = volume.bounds_ras()
+def working_grid(volume: Volume, spacing_mm: float, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> Volume:
+    """An empty (uint8) RAS-aligned grid with isotropic ``spacing_mm`` covering ``volume``'s voxel centres
+    (or the RAS box ``bounds`` = (min, max))."""
+    lo, hi = volume.bounds_ras() if bounds is None else (np.asarray(bounds[0], float), np.asarray(bounds[1], float))
     size = np.floor((hi - lo) / spacing_mm).astype(int) + 1
     return Volume(
         np.zeros(tuple(int(n) for n in size[::-1]), dtype=np.uint8),
@@ -81,6 +87,20 @@ def resample_onto(
     interpolator = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
     out = sitk.Resample(src, ref, sitk.Transform(), interpolator, float(default), src.GetPixelID())
     return sitk.GetArrayFromImage(out).astype(dtype, copy=False)
+
+
+def body_bounds(volume: Volume, threshold_hu: float, step_mm: float = 4.0) -> tuple[np.ndarray, np.ndarray] | None:
+    """RAS box (min, max) of the voxels above ``threshold_hu`` (the patient), found on a coarse grid and
+    widened by one coarse step; None when there are none."""
+    coarse = working_grid(volume, step_mm)
+    values = resample_onto(volume, coarse, linear=True, default=-1024.0)
+    inside = np.argwhere(values > threshold_hu)
+    if len(inside) == 0:
+        return None
+    lo = coarse.ijk_to_ras_points((inside.min(axis=0)[::-1] - 1).astype(float))[0]
+    hi = coarse.ijk_to_ras_points((inside.max(axis=0)[::-1] + 1).astype(float))[0]
+    full_lo, full_hi = volume.bounds_ras()
+    return np.maximum(np.minimum(lo, hi), full_lo), np.minimum(np.maximum(lo, hi), full_hi)
 
 
 def crop_volume(volume: Volume, lo_kji: tuple[int, int, int], hi_kji: tuple[int, int, int]) -> Volume:
