@@ -10,7 +10,9 @@ Usage::
 Anatomy (fixed in RAS: x = Right, y = Anterior, z = Superior, mm; see :mod:`.anatomy`): L1-L5 with
 vertebral bodies (elliptic cylinders, cortical shell 1.3 mm), hourglass pedicles converging medially
 by 5 deg x level number, laminae, spinous and transverse processes, superior/inferior articular
-processes; discs L1-L2..L5-S1; an S1 block (sacrum, label 50); a bony canal filled with epidural fat
+processes (facet joint space 1.5 mm), optional endplate osteophytes; discs L1-L2..L5-S1 (L5-S1 a wedge); a
+sacrum (label 50: wedge-shaped S1 body tilted forward, alae, fused lower segments, tapering sacral canal,
+see :mod:`.rasterize`); a bony canal filled with epidural fat
 (201) around the dural sac (2). Everything follows a lordotic canal: a circular arc of radius 230 mm
 in the plane x = 0 (about 43 deg from the L1 to the S1 upper endplate). The dural sac is an ellipse
 8 x 6.5 mm (semi-axes; 163.4 mm2) in every plane perpendicular to the canal; a requested stenosis

@@ -41,6 +41,13 @@ __all__ = [
     "Layout",
     "build_layout",
     "sac_semi_axes",
+    "canal_semi_axes",
+    "s1_top_offset",
+    "SACRUM_LENGTH_MM",
+    "S1_BODY_HEIGHT_MM",
+    "S1_WEDGE_DEG",
+    "SACRAL_END_SEMI_AXES_MM",
+    "FACET_GAP_MM",
 ]
 
 CANAL_RADIUS_MM = 230.0
@@ -186,6 +193,7 @@ class Layout:
     u_extent: float
     w_min: float
     w_max: float
+    lattice_s_min: float = 0.0  # lower end of the range the voxel lattice is anchored to (see grid.py)
 
 
 # name, label, body height, body semi-lateral, body semi-AP, pedicle width, pedicle height, TP length, SP length
@@ -197,9 +205,30 @@ _VERTEBRAE = (
     ("L5", 45, 24.0, 25.0, 16.5, 11.0, 14.0, 16.0, 27.0),
 )
 _DISCS = (("L1-L2", 92, 8.0), ("L2-L3", 93, 9.0), ("L3-L4", 94, 10.0), ("L4-L5", 95, 11.0), ("L5-S1", 100, 11.0))
-SACRUM_LENGTH_MM = 35.0
+SACRUM_LENGTH_MM = 55.0
+"""Length of the phantom's sacrum along the canal arc (S1, S2 and the top of S3), mm."""
 SACRUM_SEMI_LATERAL_MM = 25.0
+"""S1 body ellipse semi-axis, lateral (mm)."""
 SACRUM_SEMI_AP_MM = 17.0
+"""S1 body ellipse semi-axis, antero-posterior (mm)."""
+LATTICE_SACRUM_MM = 35.0
+"""The voxel lattice is anchored to the box that ends this far below the S1 endplate (the length of the
+first phantom's sacrum block), so that every grid keeps the voxel positions, and hence the exact
+rasterisation of the canal, it had before the sacrum grew; the longer sacrum adds whole voxels."""
+S1_BODY_HEIGHT_MM = 28.0
+"""Height of the S1 body at its posterior wall (mm of arc); the fused S2.. segments follow, narrowing."""
+S1_WEDGE_DEG = 15.0
+"""The S1 upper endplate is turned this much further forward than the plane perpendicular to the canal
+(about the S1 body axis), so the L5-S1 disc is wedge-shaped and the sacral slope (angle of the
+endplate to the horizontal) is about 21 + 15 = 36 degrees (normal adults: 35-45 degrees)."""
+SACRAL_END_SEMI_AXES_MM = (6.0, 3.5)
+"""The sacral canal tapers linearly from the lumbar canal's semi-axes at the S1 upper endplate to these
+(lateral, AP; mm) at the lower end of the phantom's sacrum."""
+SACRAL_ALA_HALF_WIDTH_MM = 48.0
+"""Lateral reach of the sacral alae from the midline at the level of S1 (mm)."""
+FACET_GAP_MM = 1.5
+"""Gap between the inferior articular process of a vertebra and the superior articular process of the
+one below (facet joint space, mm; normal 1-2 mm)."""
 TOP_MARGIN_MM = 12.0
 
 
@@ -230,7 +259,30 @@ def build_layout() -> Layout:
         u_extent=48.0,
         w_min=-(CANAL_SEMI_AP_MM + max(v[8] for v in _VERTEBRAE) + 2.0),
         w_max=CANAL_SEMI_AP_MM + 2 * SACRUM_SEMI_AP_MM + 1.0,
+        lattice_s_min=sacrum_top - LATTICE_SACRUM_MM,
     )
+
+
+def s1_top_offset(w: np.ndarray | float) -> np.ndarray:
+    """How far (mm of arc) the S1 upper endplate lies below ``layout.sacrum_s_top`` at anterior offset ``w`` (mm).
+
+    The endplate is the plane perpendicular to the canal at ``sacrum_s_top`` turned forward by
+    :data:`S1_WEDGE_DEG` about the S1 body axis (``w = CANAL_SEMI_AP_MM + SACRUM_SEMI_AP_MM``): lower in
+    front of the axis, higher behind it (negative values), so the L5-S1 disc is a wedge, taller in
+    front, whose centre stays at the disc level.
+    """
+    axis = CANAL_SEMI_AP_MM + SACRUM_SEMI_AP_MM
+    return (np.asarray(w, dtype=float) - axis) * math.tan(math.radians(S1_WEDGE_DEG))
+
+
+def canal_semi_axes(s: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Bony canal semi-axes ``(lateral, AP)`` in mm at arc lengths ``s``: constant above the S1 upper
+    endplate, tapering linearly to :data:`SACRAL_END_SEMI_AXES_MM` at the sacrum's lower end."""
+    s = np.asarray(s, dtype=float)
+    f = np.clip((layout.sacrum_s_top - s) / layout.sacrum_length, 0.0, 1.0)
+    a = CANAL_SEMI_LATERAL_MM + f * (SACRAL_END_SEMI_AXES_MM[0] - CANAL_SEMI_LATERAL_MM)
+    b = CANAL_SEMI_AP_MM + f * (SACRAL_END_SEMI_AXES_MM[1] - CANAL_SEMI_AP_MM)
+    return a, b
 
 
 def sac_semi_axes(s: np.ndarray, layout: Layout, stenosis: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
 """Intensities from tissue classes: CT in Hounsfield units and T2-weighted MRI.
 
 CT (int16, HU): air -1000, soft tissue/muscle 40, fat -100, CSF 10, annulus 90, nucleus 75,
-cortical bone 1300, cancellous bone 250, ligament 60; Gaussian noise (default sd 12 HU).
+cortical bone 1000 (compact bone 700-1200 HU on thin-slice CT), cancellous bone 220 (healthy adult
+trabecular bone 150-300 HU), ligament 60; Gaussian noise (default sd 12 HU).
 
 T2 (float32, arbitrary units on a 0-1000 scale): air 0, soft tissue 250, fat 800, CSF 1000, annulus
 200, nucleus 750, cortical bone 40, cancellous marrow 450, ligament 150; Rician noise (default sd 15)
@@ -28,8 +29,8 @@ CT_HU: dict[int, float] = {
     Tissue.CSF: 10.0,
     Tissue.ANNULUS: 90.0,
     Tissue.NUCLEUS: 75.0,
-    Tissue.CORTICAL: 1300.0,
-    Tissue.CANCELLOUS: 250.0,
+    Tissue.CORTICAL: 1000.0,
+    Tissue.CANCELLOUS: 220.0,
     Tissue.LIGAMENT: 60.0,
 }
 T2_VALUES: dict[int, float] = {

@@ -44,7 +44,13 @@ def generate_phantom(spec: PhantomSpec | None = None) -> Phantom:
     centreline = Centreline()
     layout = build_layout()
     direction = direction_matrix(spec.orientation)
-    origin, size = grid_geometry(phantom_extent_points(centreline, layout), direction, spec.spacing, spec.margin_mm)
+    origin, size = grid_geometry(
+        phantom_extent_points(centreline, layout, lattice=True),
+        direction,
+        spec.spacing,
+        spec.margin_mm,
+        cover_ras=phantom_extent_points(centreline, layout),
+    )
     n_vox = int(np.prod(size))
     if n_vox > MAX_VOXELS:
         raise ValueError(
@@ -66,7 +72,7 @@ def generate_phantom(spec: PhantomSpec | None = None) -> Phantom:
         )
         xyz.append(c.astype(np.float32, copy=False))
     s, u, w = centreline.xyz_to_suw(*(c.ravel() for c in xyz))
-    labels_flat, tissue_flat = rasterize(s, u, w, layout, dict(spec.stenosis))
+    labels_flat, tissue_flat = rasterize(s, u, w, layout, dict(spec.stenosis), spec.osteophytes)
     del s, u, w
     shape = (nk, nj, ni)
     labels = labels_flat.reshape(shape)

@@ -52,9 +52,14 @@ def direction_matrix(orientation: str) -> np.ndarray:
     raise ValueError(f"Unknown orientation {orientation!r}.")
 
 
-def phantom_extent_points(centreline: Centreline, layout: Layout) -> np.ndarray:
-    """RAS points (N, 3) whose bounding box contains the whole spine (a sampled curvilinear box)."""
-    s = np.append(np.arange(layout.s_min, layout.s_max, 2.0), layout.s_max)
+def phantom_extent_points(centreline: Centreline, layout: Layout, *, lattice: bool = False) -> np.ndarray:
+    """RAS points (N, 3) whose bounding box contains the whole spine (a sampled curvilinear box).
+
+    ``lattice=True`` gives the box the voxel lattice is anchored to (:data:`Layout.lattice_s_min`, a
+    fixed anatomical range), so lengthening the sacrum adds whole voxels without moving the others.
+    """
+    s_min = layout.lattice_s_min if lattice else layout.s_min
+    s = np.append(np.arange(s_min, layout.s_max, 2.0), layout.s_max)
     pts = [
         centreline.suw_to_ras(s, u, w)
         for u in (-layout.u_extent, layout.u_extent)
@@ -64,12 +69,17 @@ def phantom_extent_points(centreline: Centreline, layout: Layout) -> np.ndarray:
 
 
 def grid_geometry(
-    points_ras: np.ndarray, direction: np.ndarray, spacing: tuple[float, float, float], margin_mm: float
+    points_ras: np.ndarray,
+    direction: np.ndarray,
+    spacing: tuple[float, float, float],
+    margin_mm: float,
+    cover_ras: np.ndarray | None = None,
 ) -> tuple[tuple[float, float, float], tuple[int, int, int]]:
     """Origin (RAS of voxel 0 centre, mm) and size ``(ni, nj, nk)`` of a grid covering the points.
 
     The points are projected on the grid axes; the grid covers their range plus ``margin_mm`` on
-    every side.
+    every side. ``cover_ras``: further points to cover (plus the margin) by adding whole voxels at the
+    ends, keeping the lattice that ``points_ras`` defines.
     """
     coords = np.asarray(points_ras, float) @ direction  # (N, 3): coordinate along i, j, k in mm
     lo = coords.min(axis=0) - margin_mm
@@ -79,5 +89,12 @@ def grid_geometry(
     # centre the voxels on the covered range, then shift by a fraction of a voxel so that no row of voxel
     # centres falls exactly on the phantom's round-number boundaries (e.g. the sac's lateral edge at x = +-8 mm)
     lo = lo + ((hi - lo) - (size - 1) * sp) / 2 + np.asarray(GRID_PHASE) * sp
+    if cover_ras is not None:
+        extra = np.asarray(cover_ras, float) @ direction
+        below = np.maximum(0, np.ceil((lo - (extra.min(axis=0) - margin_mm)) / sp)).astype(int)
+        top = lo + (size - 1) * sp
+        above = np.maximum(0, np.ceil(((extra.max(axis=0) + margin_mm) - top) / sp)).astype(int)
+        lo = lo - below * sp
+        size = size + below + above
     origin = direction @ lo
     return tuple(float(o) for o in origin), tuple(int(n) for n in size)  # type: ignore[return-value]

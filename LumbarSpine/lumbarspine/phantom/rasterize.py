@@ -4,8 +4,11 @@ Every structure is an implicit shape in the curvilinear coordinates ``(s, u, w)`
 :mod:`lumbarspine.phantom.anatomy`) with a *depth* function (mm, > 0 inside, roughly the distance to
 its surface). A voxel takes a structure's label when its centre is inside (depth > 0). Bone voxels
 less than :data:`~lumbarspine.phantom.anatomy.CORTEX_MM` deep are cortical, the rest cancellous
-(this only changes the appearance). Paint order (later wins): soft tissue, epidural fat (bony canal),
-discs, stenotic disc bulge / ligamentum flavum, vertebrae L1..L5 and sacrum, dural sac.
+(this only changes the appearance). Paint order (later wins): soft tissue, epidural fat (bony canal,
+tapering in the sacrum), discs (L5-S1 wedge-shaped down to the tilted S1 endplate), stenotic disc
+bulge / ligamentum flavum, vertebrae L1..L5 (with optional endplate osteophytes) and sacrum, dural sac.
+Facet joints: the inferior articular process of each vertebra ends
+:data:`~lumbarspine.phantom.anatomy.FACET_GAP_MM` medial to the superior articular process below.
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ from .anatomy import (
     CANAL_SEMI_AP_MM,
     CANAL_SEMI_LATERAL_MM,
     CORTEX_MM,
+    FACET_GAP_MM,
+    S1_BODY_HEIGHT_MM,
     SAC_SEMI_AP_MM,
+    SACRAL_ALA_HALF_WIDTH_MM,
+    SACRAL_END_SEMI_AXES_MM,
     SACRUM_SEMI_AP_MM,
     SACRUM_SEMI_LATERAL_MM,
     SKIN_SEMI_AP_MM,
@@ -27,6 +34,8 @@ from .anatomy import (
     STENOSIS_HALF_LENGTH_MM,
     Layout,
     VertebraDims,
+    canal_semi_axes,
+    s1_top_offset,
     sac_semi_axes,
 )
 
@@ -53,6 +62,14 @@ PEDICLE_TAPER_PER_MM2 = 0.05
 """Pedicle half-width grows by this times t**2 (mm, t = mm from the isthmus along the axis), capped at 3 mm."""
 PEDICLE_POST_MM = 8.0
 """Pedicle length posterior to the isthmus along its axis (mm)."""
+SAP_INNER_U_MM = 13.5
+"""Medial face |u| (mm) of a superior articular process; the inferior articular process of the vertebra
+above ends :data:`~lumbarspine.phantom.anatomy.FACET_GAP_MM` medial to it (the facet joint space)."""
+OSTEOPHYTE_MM = 4.0
+"""Thickness (mm) of an osteophyte lip at the endplate rim, radially outward from the body wall."""
+OSTEOPHYTE_REACH_MM = 3.5
+"""How far (mm) an osteophyte reaches from its endplate into the disc space (two facing lips leave at
+least 1 mm of the 8-11 mm discs open)."""
 
 
 def _ell_depth(a_coord: np.ndarray, b_coord: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -86,8 +103,13 @@ def pedicle_front_length(v: VertebraDims) -> float:
     return (CANAL_SEMI_AP_MM + 6.0 - v.pedicle_w) / math.cos(math.radians(v.medial_angle_deg))
 
 
-def _vertebra_depth(v: VertebraDims, ss: np.ndarray, uu: np.ndarray, ww: np.ndarray) -> np.ndarray:
-    """Depth (mm) of the union of one lumbar vertebra's parts; ``ss`` is relative to the body centre."""
+def _vertebra_depth(
+    v: VertebraDims, ss: np.ndarray, uu: np.ndarray, ww: np.ndarray, osteophytes: tuple[bool, bool] = (False, False)
+) -> np.ndarray:
+    """Depth (mm) of the union of one lumbar vertebra's parts; ``ss`` is relative to the body centre.
+
+    ``osteophytes``: (upper endplate, lower endplate) rims that carry an osteophyte.
+    """
     h2 = v.height / 2
     au, aw = CANAL_SEMI_LATERAL_MM, CANAL_SEMI_AP_MM
     # body
@@ -118,25 +140,67 @@ def _vertebra_depth(v: VertebraDims, ss: np.ndarray, uu: np.ndarray, ww: np.ndar
     tp_u = (v.pedicle_u + 2.0, v.pedicle_u + v.pedicle_width / 2 + v.transverse_length)
     depth = np.maximum(depth, _box(ss, au_abs, ww, (sp - 4.0, sp + 4.0), tp_u, (-8.0, -2.0)))
     # superior and inferior articular processes
-    depth = np.maximum(depth, _box(ss, au_abs, ww, (h2 - 6.0, h2 + 9.0), (13.5, 19.5), (-13.0, -4.0)))
-    depth = np.maximum(depth, _box(ss, au_abs, ww, (-h2 - 9.0, -h2 + 5.0), (8.5, 13.0), (-15.0, -6.0)))
+    depth = np.maximum(depth, _box(ss, au_abs, ww, (h2 - 6.0, h2 + 9.0), (SAP_INNER_U_MM, 19.5), (-13.0, -4.0)))
+    depth = np.maximum(
+        depth, _box(ss, au_abs, ww, (-h2 - 9.0, -h2 + 5.0), (8.0, SAP_INNER_U_MM - FACET_GAP_MM), (-15.0, -6.0))
+    )
+    # osteophytes: a bony lip around the anterior and lateral rim of an endplate, reaching into the disc space
+    for end, on in ((1.0, osteophytes[0]), (-1.0, osteophytes[1])):
+        if not on:
+            continue
+        q = np.sqrt((uu / v.body_semi_lateral) ** 2 + ((ww - v.body_w_center) / v.body_semi_ap) ** 2)
+        radial = (q - 1.0) * min(v.body_semi_lateral, v.body_semi_ap)  # mm outside the body's side wall
+        along = end * ss - h2  # mm beyond the endplate into the disc space (negative: inside the body)
+        reach = OSTEOPHYTE_MM * (1.0 - np.clip(along, 0.0, None) / OSTEOPHYTE_REACH_MM)
+        lip = np.minimum(np.minimum(reach - radial, radial + 1.0), np.minimum(along + 4.0, OSTEOPHYTE_REACH_MM - along))
+        lip = np.where(ww > v.body_w_center - 0.3 * v.body_semi_ap, lip, -1.0)
+        depth = np.maximum(depth, lip)
     return depth
 
 
 def _sacrum_depth(ss: np.ndarray, uu: np.ndarray, ww: np.ndarray, length: float) -> np.ndarray:
-    """Depth (mm) of the S1 block; ``ss`` is relative to the S1 upper endplate (negative = inferior)."""
-    au, aw = CANAL_SEMI_LATERAL_MM, CANAL_SEMI_AP_MM
-    depth = np.minimum(
-        _ell_depth(uu, ww - (aw + SACRUM_SEMI_AP_MM), SACRUM_SEMI_LATERAL_MM, SACRUM_SEMI_AP_MM),
-        _range_depth(ss, -length, 0.0),
-    )
+    """Depth (mm) of the sacrum; ``ss`` is relative to ``layout.sacrum_s_top`` (negative = inferior).
+
+    S1 body: an elliptic cylinder (:data:`SACRUM_SEMI_LATERAL_MM` x :data:`SACRUM_SEMI_AP_MM`) whose
+    upper endplate is tilted forward (:func:`~lumbarspine.phantom.anatomy.s1_top_offset`, a wedge),
+    :data:`~lumbarspine.phantom.anatomy.S1_BODY_HEIGHT_MM` tall at its back; below it the fused
+    segments narrow to half the width and depth at the lower end. Alae: lateral masses beside S1
+    reaching :data:`~lumbarspine.phantom.anatomy.SACRAL_ALA_HALF_WIDTH_MM`, narrowing downwards. The
+    sacral canal (tapering, :func:`~lumbarspine.phantom.anatomy.canal_semi_axes`) is closed behind by
+    the fused laminae and the median crest; S1 superior articular processes face the L5 facets.
+    """
+    top = -s1_top_offset(ww)  # the tilted S1 upper endplate (above 0 behind the body axis, below in front)
+    f = np.clip(-ss / length, 0.0, 1.0)  # 0 at the top, 1 at the lower end
+    a_body = SACRUM_SEMI_LATERAL_MM * (1.0 - 0.5 * np.clip((-ss - S1_BODY_HEIGHT_MM) / length, 0.0, 1.0))
+    b_body = SACRUM_SEMI_AP_MM * (1.0 - 0.5 * np.clip((-ss - S1_BODY_HEIGHT_MM) / length, 0.0, 1.0))
+    canal_a = CANAL_SEMI_LATERAL_MM + f * (SACRAL_END_SEMI_AXES_MM[0] - CANAL_SEMI_LATERAL_MM)
+    canal_b = CANAL_SEMI_AP_MM + f * (SACRAL_END_SEMI_AXES_MM[1] - CANAL_SEMI_AP_MM)
+    q = np.sqrt((uu / a_body) ** 2 + ((ww - (canal_b + b_body)) / b_body) ** 2)
+    depth = np.minimum((1.0 - q) * np.minimum(a_body, b_body), np.minimum(top - ss, ss + length))
     au_abs = np.abs(uu)
-    depth = np.maximum(depth, _box(ss, au_abs, ww, (-length + 5.0, -3.0), (15.0, 48.0), (-6.0, 26.0)))  # alae
-    depth = np.maximum(depth, _box(ss, au_abs, ww, (-6.0, 9.0), (13.5, 19.5), (-13.0, -4.0)))  # S1 SAP
-    ring = np.minimum(-_ell_depth(uu, ww, au, aw), _ell_depth(uu, ww, au + 7.5, aw + 6.0))
+    # alae / lateral masses: from the body sideways, their reach shrinking from S1 down to the lower end
+    reach = SACRAL_ALA_HALF_WIDTH_MM - (SACRAL_ALA_HALF_WIDTH_MM - 14.0) * np.clip((-ss - 20.0) / (length - 20.0), 0, 1)
+    ala = np.minimum(
+        np.minimum(reach - au_abs, au_abs - 8.0),
+        np.minimum(np.minimum(top - 3.0 - ss, ss + length), np.minimum(ww + 10.0, 24.0 - ww)),
+    )
+    ala = np.minimum(ala, -_ell_depth_arr(uu, ww, canal_a, canal_b))  # never inside the canal
+    depth = np.maximum(depth, ala)
+    depth = np.maximum(depth, _box(ss, au_abs, ww, (-6.0, 9.0), (SAP_INNER_U_MM, 19.5), (-13.0, -4.0)))  # S1 SAP
+    # roof of the sacral canal (fused laminae) and median sacral crest
+    ring = np.minimum(-_ell_depth_arr(uu, ww, canal_a, canal_b), _ell_depth_arr(uu, ww, canal_a + 7.5, canal_b + 6.0))
     depth = np.maximum(depth, np.minimum(np.minimum(ring, -1.0 - ww), _range_depth(ss, -length, -6.0)))
-    depth = np.maximum(depth, _box(ss, uu, ww, (-length, -8.0), (-3.0, 3.0), (-(aw + 18.0), -(aw + 3.0))))
-    return depth
+    crest = np.minimum(
+        np.minimum(_range_depth(ss, -length, -8.0), _range_depth(uu, -3.0, 3.0)),
+        np.minimum(-(canal_b + 3.0) - ww, ww + canal_b + 16.0),
+    )
+    return np.maximum(depth, crest)
+
+
+def _ell_depth_arr(a_coord: np.ndarray, b_coord: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`_ell_depth` with per-point semi-axes."""
+    q = np.sqrt((a_coord / a) ** 2 + (b_coord / b) ** 2)
+    return (1.0 - q) * np.minimum(a, b)
 
 
 def _paint_bone(labels, tissue, idx, depth, label) -> None:  # type: ignore[no-untyped-def]
@@ -147,9 +211,18 @@ def _paint_bone(labels, tissue, idx, depth, label) -> None:  # type: ignore[no-u
 
 
 def rasterize(
-    s: np.ndarray, u: np.ndarray, w: np.ndarray, layout: Layout, stenosis: dict[str, float]
+    s: np.ndarray,
+    u: np.ndarray,
+    w: np.ndarray,
+    layout: Layout,
+    stenosis: dict[str, float],
+    osteophytes: tuple[str, ...] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Label (uint8, TotalSpineSeg values) and tissue class (uint8) at points given in ``(s, u, w)`` mm."""
+    """Label (uint8, TotalSpineSeg values) and tissue class (uint8) at points given in ``(s, u, w)`` mm.
+
+    ``osteophytes``: disc levels (``"L3-L4"``...) whose two endplate rims carry an osteophyte (for
+    L5-S1 only the L5 side).
+    """
     n = s.size
     labels = np.zeros(n, dtype=np.uint8)
     tissue = np.zeros(n, dtype=np.uint8)
@@ -160,17 +233,22 @@ def rasterize(
         in_range & (np.abs(u) < CANAL_SEMI_LATERAL_MM + 0.5) & (np.abs(w) < CANAL_SEMI_AP_MM + 0.5)
     )
     cs, cu, cw = s[canal_idx], u[canal_idx], w[canal_idx]
-    canal = _ell_depth(cu, cw, CANAL_SEMI_LATERAL_MM, CANAL_SEMI_AP_MM) > 0
+    ca, cb = canal_semi_axes(cs, layout)
+    canal = _ell_depth_arr(cu, cw, ca, cb) > 0
     labels[canal_idx[canal]] = EPIDURAL_FAT
     tissue[canal_idx[canal]] = Tissue.FAT
 
-    # discs
+    # discs (L5-S1 reaches down to the tilted S1 endplate: a wedge, taller in front)
     for disc in layout.discs:
-        idx = np.flatnonzero(np.abs(s - disc.s_center) <= disc.height / 2 + 1.0)
-        ss, uu, ww = s[idx] - disc.s_center, u[idx], w[idx]
-        inside = (_ell_depth(uu, ww - disc.w_center, disc.semi_lateral, disc.semi_ap) > 0) & (
-            np.abs(ss) <= disc.height / 2
+        lowest = disc.label == layout.discs[-1].label
+        extra = 15.0 if lowest else 0.0
+        idx = np.flatnonzero(
+            (s - disc.s_center >= -disc.height / 2 - 1.0 - extra) & (s - disc.s_center <= disc.height / 2 + 1.0)
         )
+        ss, uu, ww = s[idx] - disc.s_center, u[idx], w[idx]
+        bottom = -disc.height / 2 - (s1_top_offset(ww) if lowest else 0.0)
+        inside = (_ell_depth(uu, ww - disc.w_center, disc.semi_lateral, disc.semi_ap) > 0) & (ss <= disc.height / 2)
+        inside &= ss >= bottom
         labels[idx[inside]] = disc.label
         nucleus = (
             inside
@@ -198,9 +276,12 @@ def rasterize(
         tissue[canal_idx[lig]] = Tissue.LIGAMENT
 
     # vertebrae
-    for v in layout.vertebrae:
+    levels = [d.level for d in layout.discs]
+    for n_v, v in enumerate(layout.vertebrae):
+        above = n_v > 0 and levels[n_v - 1] in osteophytes
+        below = levels[n_v] in osteophytes
         idx = np.flatnonzero((s > v.s_bottom - 10.0) & (s < v.s_top + 10.0) & (np.abs(u) < 50.0))
-        depth = _vertebra_depth(v, s[idx] - v.s_center, u[idx], w[idx])
+        depth = _vertebra_depth(v, s[idx] - v.s_center, u[idx], w[idx], (above, below))
         _paint_bone(labels, tissue, idx, depth, v.label)
     idx = np.flatnonzero((s > layout.s_min - 1.0) & (s < layout.sacrum_s_top + 10.0) & (np.abs(u) < 50.0))
     depth = _sacrum_depth(s[idx] - layout.sacrum_s_top, u[idx], w[idx], layout.sacrum_length)

@@ -116,6 +116,10 @@ class PhantomSpec:
         margin_mm: space added around the phantom's bounding box, mm.
         noise: standard deviation of the noise (HU for CT, arbitrary units of a 0-1000 scale for T2);
             ``None`` picks the modality default (CT 12 HU, T2 15), ``0`` gives a noise-free image.
+        osteophytes: disc levels (``"L3-L4"``, ...; a comma-separated string is accepted) whose two
+            endplate rims carry an osteophyte: a bony lip 4 mm thick around the anterior and lateral
+            rim reaching 3.5 mm into the disc space (labelled as the vertebra it grows from; at L5-S1
+            only on L5). Default: none.
     """
 
     seed: int = 0
@@ -125,6 +129,7 @@ class PhantomSpec:
     orientation: str = "axial"
     margin_mm: float = 10.0
     noise: float | None = None
+    osteophytes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -151,6 +156,16 @@ class PhantomSpec:
             if not (math.isfinite(float(self.noise)) and float(self.noise) >= 0.0):
                 raise ValueError(f"noise must be a non-negative number or None; got {self.noise!r}.")
             object.__setattr__(self, "noise", float(self.noise))
+        raw = self.osteophytes
+        if isinstance(raw, str):
+            raw = tuple(part for part in (p.strip() for p in raw.replace(";", ",").split(",")) if part)
+        try:
+            levels = tuple(sorted({_normalise_level(level) for level in raw}, key=DISC_LEVELS.index))
+        except TypeError:
+            raise ValueError(
+                f"osteophytes must be disc levels like ('L3-L4', 'L4-L5'); got {self.osteophytes!r}."
+            ) from None
+        object.__setattr__(self, "osteophytes", levels)
 
     def __hash__(self) -> int:
         return hash(
@@ -162,6 +177,7 @@ class PhantomSpec:
                 self.orientation,
                 self.margin_mm,
                 self.noise,
+                self.osteophytes,
             )
         )
 
@@ -175,4 +191,5 @@ class PhantomSpec:
             "orientation": self.orientation,
             "margin_mm": self.margin_mm,
             "noise": self.noise,
+            "osteophytes": list(self.osteophytes),
         }

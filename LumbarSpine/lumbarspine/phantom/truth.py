@@ -16,13 +16,18 @@ from ..labels import DISC_LABELS, EPIDURAL_FAT, SACRUM, SPINAL_CANAL, label_name
 from .anatomy import (
     CANAL_SEMI_AP_MM,
     CANAL_SEMI_LATERAL_MM,
+    FACET_GAP_MM,
     NORMAL_SAC_AREA_MM2,
+    S1_BODY_HEIGHT_MM,
+    S1_WEDGE_DEG,
+    SACRAL_END_SEMI_AXES_MM,
     SACRUM_SEMI_AP_MM,
     SACRUM_SEMI_LATERAL_MM,
     STENOSIS_AP_EXPONENT,
     STENOSIS_HALF_LENGTH_MM,
     Centreline,
     Layout,
+    s1_top_offset,
     sac_semi_axes,
 )
 from .rasterize import PEDICLE_POST_MM, SAC_END_BELOW_S1_MM, pedicle_axis, pedicle_front_length
@@ -63,7 +68,17 @@ FIELDS: dict[str, str] = {
     "levels.*.disc_height_mm": "Disc height along the canal centreline (mm of arc).",
     "levels.*.disc_center_ras": "Centre of the disc (on its ellipse axis, mid-height).",
     "levels.*.arc_length_mm": "Arc length s of the level along the centreline (0 near mid L3, positive superior).",
-    "vertebrae": "Per vertebra L1..L5 (and S1 = sacrum block, with body fields only).",
+    "levels.*.osteophytes": "True when the spec put osteophytes on this level's endplate rims (labelled as their "
+    "vertebra).",
+    "canal.facet_gap_mm": "Facet joint space between each inferior articular process and the superior articular "
+    "process below, mm.",
+    "canal.sacral_canal_end_semi_axes_mm": "The bony canal tapers linearly in the sacrum, from the lumbar semi-axes at "
+    "the S1 upper endplate to these at the sacrum's lower end.",
+    "vertebrae": "Per vertebra L1..L5 and S1 (the sacrum, label 50: S1 body, alae, fused lower segments; body fields "
+    "plus superior_endplate_normal_ras, sacral_slope_deg, body_height_mm (posterior wall), length_mm).",
+    "vertebrae.S1.superior_endplate_normal_ras": "Unit normal of the tilted S1 upper endplate (pointing up and forward).",
+    "vertebrae.S1.sacral_slope_deg": "Angle between the S1 upper endplate and the horizontal (RAS axial) plane.",
+    "vertebrae.S1.length_mm": "Length of the phantom's sacrum along the canal arc, mm.",
     "vertebrae.*.label": "Label value of the whole vertebra (body and posterior elements).",
     "vertebrae.*.body_center_ras": "Centre of the vertebral body.",
     "vertebrae.*.body_axis_ras": "Unit canal tangent at the body centre level (pointing superior).",
@@ -123,6 +138,8 @@ def build_truth(
             "stenosis_ap_exponent": STENOSIS_AP_EXPONENT,
             "sac_end_ras": _v(centreline.suw_to_ras(layout.sacrum_s_top - SAC_END_BELOW_S1_MM, 0.0, 0.0)),
             "epidural_fat_label": EPIDURAL_FAT,
+            "facet_gap_mm": FACET_GAP_MM,
+            "sacral_canal_end_semi_axes_mm": {"lateral": SACRAL_END_SEMI_AXES_MM[0], "ap": SACRAL_END_SEMI_AXES_MM[1]},
         },
         "levels": {},
         "vertebrae": {},
@@ -148,6 +165,7 @@ def build_truth(
             "disc_height_mm": disc.height,
             "disc_center_ras": _v(centreline.suw_to_ras(s, 0.0, disc.w_center)),
             "arc_length_mm": s,
+            "osteophytes": disc.level in tuple(spec_dict.get("osteophytes", ())),
         }
     for v in layout.vertebrae:
         wb = v.body_w_center
@@ -185,15 +203,26 @@ def build_truth(
             "pedicles": pedicles,
         }
     wb = CANAL_SEMI_AP_MM + SACRUM_SEMI_AP_MM
-    s_mid = layout.sacrum_s_top - layout.sacrum_length / 2
+    s_top = layout.sacrum_s_top - float(s1_top_offset(wb))  # the tilted endplate at the body axis (= sacrum_s_top)
+    s_mid = (s_top + layout.sacrum_s_top - S1_BODY_HEIGHT_MM) / 2
+    # endplate normal: the canal tangent at the S1 top turned forward by the wedge angle about the lateral axis
+    tangent = centreline.tangent(layout.sacrum_s_top)
+    anterior = centreline.anterior(layout.sacrum_s_top)
+    wedge = math.radians(S1_WEDGE_DEG)
+    normal = math.cos(wedge) * tangent + math.sin(wedge) * anterior
+    slope = math.degrees(math.acos(min(1.0, abs(float(normal[2])))))
     truth["vertebrae"]["S1"] = {
         "label": SACRUM,
         "body_center_ras": _v(centreline.suw_to_ras(s_mid, 0.0, wb)),
         "body_axis_ras": _v(centreline.tangent(s_mid)),
         "anterior_direction_ras": _v(centreline.anterior(s_mid)),
-        "superior_endplate_center_ras": _v(centreline.suw_to_ras(layout.sacrum_s_top, 0.0, wb)),
+        "superior_endplate_center_ras": _v(centreline.suw_to_ras(s_top, 0.0, wb)),
+        "superior_endplate_normal_ras": _v(normal),
+        "sacral_slope_deg": round(slope, 4),
+        "body_height_mm": S1_BODY_HEIGHT_MM,
         "body_depth_mm": 2 * SACRUM_SEMI_AP_MM,
         "body_width_mm": 2 * SACRUM_SEMI_LATERAL_MM,
+        "length_mm": layout.sacrum_length,
         "canal_center_ras": _v(centreline.suw_to_ras(s_mid, 0.0, 0.0)),
     }
     truth["fields"] = FIELDS
