@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..labels import DISC_LEVELS
 from .anatomy import MIN_STENOSIS_AREA_MM2, NORMAL_SAC_AREA_MM2
 
@@ -116,6 +118,10 @@ class PhantomSpec:
         margin_mm: space added around the phantom's bounding box, mm.
         noise: standard deviation of the noise (HU for CT, arbitrary units of a 0-1000 scale for T2);
             ``None`` picks the modality default (CT 12 HU, T2 15), ``0`` gives a noise-free image.
+        confounders: T2 only (ignored for CT): give the image the confounders of a real lumbar T2
+            (subcutaneous and bright epidural fat, bright and dark degenerated discs, cauda equina
+            rootlets, dark ligamentum flavum, a bowel loop, a strong posterior coil field; see
+            :mod:`lumbarspine.phantom.confounders`). Intensities only: labels and truth stay exact.
     """
 
     seed: int = 0
@@ -125,6 +131,7 @@ class PhantomSpec:
     orientation: str = "axial"
     margin_mm: float = 10.0
     noise: float | None = None
+    confounders: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -151,6 +158,9 @@ class PhantomSpec:
             if not (math.isfinite(float(self.noise)) and float(self.noise) >= 0.0):
                 raise ValueError(f"noise must be a non-negative number or None; got {self.noise!r}.")
             object.__setattr__(self, "noise", float(self.noise))
+        if not isinstance(self.confounders, (bool, np.bool_)):
+            raise ValueError(f"confounders must be True or False; got {self.confounders!r}.")
+        object.__setattr__(self, "confounders", bool(self.confounders))
 
     def __hash__(self) -> int:
         return hash(
@@ -162,6 +172,7 @@ class PhantomSpec:
                 self.orientation,
                 self.margin_mm,
                 self.noise,
+                self.confounders,
             )
         )
 
@@ -175,4 +186,5 @@ class PhantomSpec:
             "orientation": self.orientation,
             "margin_mm": self.margin_mm,
             "noise": self.noise,
+            "confounders": self.confounders,
         }
