@@ -59,6 +59,13 @@ MIN_SAC_AREA_MM2 = 12.0
 """An axial sac section larger than this (mm2) is a leak into the surroundings, not a sac."""
 
 
+CLOSING_VOX = 3
+"""Radius (working-grid voxels, about 3 mm) of the per-slice closing that bridges gaps in the CSF ring
+around the conus or a bundle of rootlets, so that they are counted inside the sac."""
+_yy, _xx = np.mgrid[-CLOSING_VOX : CLOSING_VOX + 1, -CLOSING_VOX : CLOSING_VOX + 1]
+_DISK = _yy**2 + _xx**2 <= CLOSING_VOX**2
+
+
 @dataclass(frozen=True)
 class SacTrack:
     """The tracked sac centre: ``z`` slice indices (ascending) and ``(y, x)`` voxel positions."""
@@ -248,7 +255,11 @@ def _slice_mask(img: np.ndarray, centre: np.ndarray, t: float, core: np.ndarray)
     hits[0] = 0
     if hits.max() == 0:
         return np.zeros(img.shape, dtype=bool)
-    return ndimage.binary_fill_holes(lab == int(np.argmax(hits)))
+    comp = lab == int(np.argmax(hits))
+    # close gaps of the CSF ring around the cord / conus or a rootlet bundle, then fill what it encloses
+    closed = ndimage.binary_closing(np.pad(comp, CLOSING_VOX), structure=_DISK, iterations=1)
+    closed = closed[CLOSING_VOX:-CLOSING_VOX, CLOSING_VOX:-CLOSING_VOX]
+    return ndimage.binary_fill_holes(closed | comp)
 
 
 def delineate_sac(work_array: np.ndarray, track: SacTrack, h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
