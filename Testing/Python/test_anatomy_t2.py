@@ -77,13 +77,10 @@ def test_phantom_sac_and_levels(orientation, spacing):
     assert n == 1
     assert anatomy.numbering == "sacrum"
     assert [d.name for d in anatomy.discs] == list(DISC_LEVELS)
-    # each named disc sits at its true level: within 10 mm of the true disc centre (levels are 32-36 mm
-    # apart). Known weakness: the half-degenerated L4-L5 of the phantom (nucleus about as bright as
-    # marrow) is placed only within 25 mm on some grids (found between its neighbours, not on them).
+    # each named disc sits at its true level: within 10 mm of the true disc centre (levels are 32-36 mm apart)
     for disc in anatomy.discs:
         true_centre = np.asarray(ph.truth["levels"][disc.name]["disc_center_ras"])
-        tolerance = 25.0 if disc.name == "L4-L5" else 10.0
-        assert np.linalg.norm(np.asarray(disc.centroid_ras) - true_centre) < tolerance, disc.name
+        assert np.linalg.norm(np.asarray(disc.centroid_ras) - true_centre) < 10.0, disc.name
     assert anatomy.vertebra("S1") is not None and anatomy.vertebra("L5") is not None
 
 
@@ -135,7 +132,8 @@ def test_real_sagittal_t2(shared_data):
     # cranio-caudal order; discs in front of the sac
     disc_z = [d.centroid_ras[2] for d in anatomy.discs]
     assert disc_z == sorted(disc_z, reverse=True)
-    assert np.all(np.diff(disc_z) < -18.0)
+    inner = disc_z[1:-1]  # the top and bottom discs may be cut by the image's edge (centroid off-centre)
+    assert len(inner) >= 3 and np.all(np.diff(inner) < -18.0)
 
 
 def test_real_abdominal_mr_is_plausible_or_refused(shared_data):

@@ -31,10 +31,13 @@ from .t2_grid import ras_work_grid, resample_to
 from .t2_levels import find_levels, paint_levels
 from .t2_sac import delineate_sac, track_sac, tube_response
 
-__all__ = ["segment_t2", "MIN_EXTENT_MM"]
+__all__ = ["segment_t2", "MIN_EXTENT_MM", "MISSING_LEVEL_FACTOR"]
 
 MIN_EXTENT_MM = 40.0
-"""The image must cover at least this much (mm) in every RAS direction to hold a lumbar canal."""
+"""The image must cover at least this much (mm) front to back and top to bottom to hold a lumbar canal."""
+MISSING_LEVEL_FACTOR = 1.6
+"""When two neighbouring discs are further apart than this many median spacings, a level may have been
+missed, and counting from the sacrum would name every level above it wrongly: the levels stay unnumbered."""
 
 
 def _report(progress: ProgressCallback | None, fraction: float, message: str) -> None:
@@ -134,7 +137,17 @@ def segment_t2(
     warnings = list(levels.notes)
     n_discs = len(levels.disc_s)
     n_vert = n_discs + (0 if levels.sacrum else 1) if n_discs else 0
-    vert_ids, disc_ids, numbering, notes = level_ids(n_vert, n_discs, sacrum=levels.sacrum)
+    sacrum = levels.sacrum
+    if sacrum and n_discs >= 3:
+        spacing = -np.diff(levels.disc_s)
+        if spacing.max() > MISSING_LEVEL_FACTOR * np.median(spacing):
+            sacrum = False
+            n_vert += 1
+            warnings.append(
+                "Two discs found are much further apart than the others: a level may be missing between them, "
+                "so the levels are not numbered from the sacrum."
+            )
+    vert_ids, disc_ids, numbering, notes = level_ids(n_vert, n_discs, sacrum=sacrum)
     warnings.extend(notes)
     if n_discs == 0:
         warnings.append("No intervertebral disc was found in front of the dural sac; only the sac is segmented.")

@@ -3,11 +3,10 @@
 Works on the RAS working grid of :mod:`.t2_grid` (``[z, y, x]``, isotropic ``h`` mm) with the sac's
 track from :mod:`.t2_sac`. Along the track, in the plane perpendicular to it, a box in front of the
 sac (anterior, :data:`PROFILE_DEPTH_MM` deep, :data:`PROFILE_HALF_WIDTH_MM` to each side) is
-sampled; its median intensity along the arc is the *column profile*. Discs are the bands that
-differ from the vertebral bodies on both sides, bright (young nuclei) or dark (degenerated discs,
-and the dark endplates around every disc): the peaks of the absolute band-pass of the profile
-(:data:`DISC_BAND_MM` against :data:`BODY_BAND_MM`), at least :data:`MIN_DISC_SPACING_MM` apart.
-Vertebral bodies are the segments between them.
+sampled; its median intensity along the arc is the *column profile*. Vertebral bodies are the long
+runs of even marrow signal in it; discs, bright (young nuclei), dark (degenerated) or as grey as
+marrow, are the short uneven gaps between two bodies, since the endplates around every disc change
+the signal (see :func:`_discs_between_bodies`).
 
 The shapes painted for discs and bodies are a model (elliptic cylinders perpendicular to the canal,
 their depth measured in the image where the anterior cortex is found, otherwise a typical lumbar
@@ -26,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.signal import find_peaks
 from scipy.spatial import cKDTree
 
 from .t2_sac import SacTrack
@@ -34,9 +32,7 @@ from .t2_sac import SacTrack
 __all__ = [
     "PROFILE_DEPTH_MM",
     "PROFILE_HALF_WIDTH_MM",
-    "DISC_BAND_MM",
-    "BODY_BAND_MM",
-    "MIN_DISC_SPACING_MM",
+    "MIN_BODY_RUN_MM",
     "SAC_END_MARGIN_MM",
     "SACRUM_DISC_MIN_MM",
     "SACRUM_DISC_MAX_MM",
@@ -49,16 +45,26 @@ PROFILE_DEPTH_MM = 18.0
 """Depth (mm) of the sampled box in front of the sac (into the discs and bodies)."""
 PROFILE_HALF_WIDTH_MM = 5.0
 """Half width (mm) of the sampled box, to each side of the midline."""
-DISC_BAND_MM = 5.0
-"""Width (mm) of the band-pass's inner window (a disc's core)."""
-BODY_BAND_MM = 27.0
-"""Width (mm) of the band-pass's outer window (disc plus the bodies around it)."""
-MIN_DISC_SPACING_MM = 18.0
-"""Two discs are at least this far apart along the canal (mm); lumbar levels are 30-45 mm apart."""
-MIN_DISC_SCORE = 0.06
-"""Smallest band-pass contrast (fraction of the local median intensity) accepted as a disc."""
-SIDE_MM = 14.0
-"""A disc needs this much (mm) of column on each side along the track, differing from it in the same sense."""
+ROUGH_WINDOW_MM = 5.0
+"""Window (mm) over which the profile's relative slope is widened (endplates to disc)."""
+ROUGH_FACTOR = 2.5
+"""Bodies are where the widened slope is under this many times its median along the column (most
+of the column is bodies, so the median is about the marrow's own unevenness)."""
+ROUGH_MIN = 0.02
+"""Floor (relative change per mm) of that level, for columns with little contrast."""
+MIN_BODY_RUN_MM = 12.0
+"""Shortest run (mm) of even signal taken as a vertebral body (bodies are 20-30 mm high)."""
+MIN_MARROW_RATIO = 0.7
+"""A run of even signal darker than this share of the median run is soft tissue, not a body."""
+LONG_RUN_FACTOR = 1.6
+"""A run of even signal longer than this many typical runs is checked for a faint disc inside."""
+SPLIT_CONTRAST = 2.0
+"""A faint disc splits a long run when its widened slope exceeds the run's median this many times."""
+MERGE_FACTOR = 0.5
+"""Two discs closer than this share of the median level spacing are one disc (its two endplates)."""
+MIN_DISC_GAP_MM = 4.0
+MAX_DISC_GAP_MM = 24.0
+"""Range (mm) of the gap between two bodies taken as one disc with its endplates."""
 SAC_END_MARGIN_MM = 10.0
 """The image must continue this far (mm) below the sac's end for the end to count as seen."""
 SACRUM_DISC_MIN_MM = 8.0
@@ -104,35 +110,91 @@ def _sample(work: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return ndimage.map_coordinates(work, pts.T, order=1, mode="constant", cval=np.nan)
 
 
-def _two_sided(pk: int, q: np.ndarray, inner: np.ndarray, score: np.ndarray, grid: np.ndarray) -> bool:
-    """A disc differs from the column on BOTH sides in the same sense (a step at the end of the
-    column, e.g. the top of a body under soft tissue, differs on one side only)."""
-    if grid[pk] < SIDE_MM or grid[pk] > grid[-1] - SIDE_MM:
-        return False
-    above = inner[pk] - float(np.mean(q[pk + 6 : pk + int(SIDE_MM)]))
-    below = inner[pk] - float(np.mean(q[pk - int(SIDE_MM) + 1 : pk - 5]))
-    return above * below > 0 and min(abs(above), abs(below)) >= 0.3 * score[pk]
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the runs of True in a 1D boolean array (stop exclusive)."""
+    padded = np.concatenate([[False], flags, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
-def _regularise(peaks: np.ndarray, weak: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Levels are roughly evenly spaced: fill a gap of about two spacings with the best weaker peak
-    near its middle, and drop an end peak much closer to its neighbour than the usual spacing."""
-    if peaks.size < 3:
-        return peaks
-    spacing = float(np.median(np.diff(peaks)))
-    out = list(peaks)
-    for a, b in zip(peaks[:-1], peaks[1:]):
-        if b - a > 1.6 * spacing:
-            mid = 0.5 * (a + b)
-            cand = [w for w in weak if abs(w - mid) < 0.3 * (b - a)]
-            if cand:
-                out.append(max(cand, key=lambda w: score[w]))
-    out = sorted(out)
-    if len(out) >= 3 and out[-1] - out[-2] < 0.8 * spacing:
-        out = out[:-1]
-    if len(out) >= 3 and out[1] - out[0] < 0.8 * spacing:
-        out = out[1:]
-    return np.asarray(out, dtype=int)
+def _split_long_runs(bodies: list[tuple[int, int]], rough: np.ndarray) -> list[tuple[int, int]]:
+    """Split a run about two bodies long at its middle disc when that disc's edges are faint.
+
+    A disc whose nucleus is as grey as marrow changes the profile far less than a bright or dark
+    one, so the column-wide level can swallow it into one long run. Such a run (over
+    :data:`LONG_RUN_FACTOR` times the median inner run; not the end runs) is split where its own widened slope peaks in its
+    middle half, when the peak is over :data:`SPLIT_CONTRAST` times the run's median slope.
+    """
+    if len(bodies) < 4:
+        return bodies
+    typical = float(np.median([b - a for a, b in bodies[1:-1]]))  # the end runs may be cut or soft tissue
+    out: list[tuple[int, int]] = []
+    for n, (a, b) in enumerate(bodies):
+        if n in (0, len(bodies) - 1) or b - a <= LONG_RUN_FACTOR * typical:
+            out.append((a, b))
+            continue
+        q1, q3 = a + (b - a) // 4, b - (b - a) // 4
+        inner = rough[q1:q3]
+        peak = q1 + int(np.argmax(inner))
+        if rough[peak] <= SPLIT_CONTRAST * max(float(np.median(rough[a:b])), 1e-6):
+            out.append((a, b))
+            continue
+        half = 0.5 * (rough[peak] + float(np.median(rough[a:b])))
+        lo, hi = peak, peak
+        while lo > a and rough[lo - 1] > half:
+            lo -= 1
+        while hi < b - 1 and rough[hi + 1] > half:
+            hi += 1
+        out.extend([(a, lo), (hi + 1, b)])
+    return out
+
+
+def _discs_between_bodies(p: np.ndarray, base: np.ndarray) -> tuple[list[float], list[float]]:
+    """Disc centres and heights (mm of arc, ascending) from the column profile ``p`` (1 mm steps).
+
+    Vertebral bodies (and the sacrum) are long runs of even marrow signal; every disc, bright, dark
+    or as grey as marrow, is bounded by endplates that make the profile change. The profile's
+    relative slope is taken, widened by :data:`ROUGH_WINDOW_MM`; runs below :data:`ROUGH_FACTOR` times
+    its median, at least :data:`MIN_BODY_RUN_MM` long, are bodies. A disc is the gap
+    between two bodies when it is :data:`MIN_DISC_GAP_MM`-:data:`MAX_DISC_GAP_MM` long; gaps of about two levels keep their strongest inner disc only after
+    :func:`_regularise`.
+    """
+    ps = ndimage.gaussian_filter1d(p, 1.0, mode="nearest")
+    slope = np.abs(np.gradient(ps)) / np.maximum(base, 1e-6)
+    rough = ndimage.maximum_filter1d(slope, size=int(ROUGH_WINDOW_MM), mode="nearest")
+    level = max(ROUGH_MIN, ROUGH_FACTOR * float(np.median(rough)))
+    bodies = [(a, b) for a, b in _runs(rough < level) if b - a >= MIN_BODY_RUN_MM]
+    if bodies:  # soft tissue beyond the ends of the column is even too, but darker than marrow
+        levels = np.array([np.median(p[a:b]) for a, b in bodies])
+        bodies = [run for run, lv in zip(bodies, levels) if lv >= MIN_MARROW_RATIO * np.median(levels)]
+    bodies = _split_long_runs(bodies, rough)
+    centres: list[float] = []
+    heights: list[float] = []
+    for (_, end), (start, _) in zip(bodies[:-1], bodies[1:]):
+        gap = start - end
+        if not (MIN_DISC_GAP_MM <= gap <= MAX_DISC_GAP_MM):
+            continue
+        centres.append(0.5 * (end + start))
+        heights.append(float(np.clip(gap - 2.0, 4.0, 16.0)))
+    if len(centres) >= 3:
+        spacing = float(np.median(np.diff(centres)))
+        if centres[-1] - centres[-2] < 0.6 * spacing:
+            centres, heights = centres[:-1], heights[:-1]
+        if centres[1] - centres[0] < 0.6 * spacing:
+            centres, heights = centres[1:], heights[1:]
+    if len(centres) >= 3:
+        spacing = float(np.median(np.diff(centres)))
+        # two bands much closer than a level apart are the two endplates of one grey disc
+        merged_c, merged_h = [centres[0]], [heights[0]]
+        for c, hgt in zip(centres[1:], heights[1:]):
+            if c - merged_c[-1] < MERGE_FACTOR * spacing:
+                lo, hi = merged_c[-1] - merged_h[-1] / 2, c + hgt / 2
+                merged_c[-1], merged_h[-1] = 0.5 * (lo + hi), float(np.clip(hi - lo, 4.0, 16.0))
+            else:
+                merged_c.append(c)
+                merged_h.append(hgt)
+        centres, heights = merged_c, merged_h
+    return centres, heights
 
 
 def find_levels(work: np.ndarray, valid: np.ndarray, sac_mask: np.ndarray, track: SacTrack, h: float) -> Levels:
@@ -161,28 +223,7 @@ def find_levels(work: np.ndarray, valid: np.ndarray, sac_mask: np.ndarray, track
     grid = np.arange(0.0, s[-1] + 1e-6, 1.0)
     p = np.interp(grid, s, prof)
     base = ndimage.median_filter(p, size=61, mode="nearest")
-    q = p / np.maximum(base, 1e-6) - 1.0
-    inner = ndimage.uniform_filter1d(q, size=int(DISC_BAND_MM), mode="nearest")
-    outer = ndimage.uniform_filter1d(q, size=int(BODY_BAND_MM), mode="nearest")
-    score = np.abs(inner - outer)
-    allpk, _ = find_peaks(score, distance=int(MIN_DISC_SPACING_MM), height=0.5 * MIN_DISC_SCORE)
-    allpk = np.asarray([pk for pk in allpk if _two_sided(pk, q, inner, score, grid)], dtype=int)
-    peaks = allpk[score[allpk] >= MIN_DISC_SCORE] if allpk.size else allpk
-    # keep peaks that stand out against the strongest ones (bodies' marrow can be patchy)
-    if peaks.size:
-        strong = np.percentile(score[peaks], 75)
-        peaks = peaks[score[peaks] >= 0.35 * strong]
-    peaks = _regularise(np.sort(peaks), allpk, score)
-    heights = []
-    for pk in peaks:
-        level = inner[pk]
-        lo, hi = pk, pk
-        while lo > 0 and abs(inner[lo] - outer[pk]) > 0.5 * abs(level - outer[pk]) and pk - lo < 8:
-            lo -= 1
-        while hi < len(inner) - 1 and abs(inner[hi] - outer[pk]) > 0.5 * abs(level - outer[pk]) and hi - pk < 8:
-            hi += 1
-        heights.append(float(np.clip(hi - lo + DISC_BAND_MM - 1.0, 5.0, 14.0)))
-    disc_s = [float(grid[pk]) for pk in peaks]
+    disc_s, heights = _discs_between_bodies(p, base)
     # body depth: anterior cortex in the middle of each body
     depths = []
     for a, b in zip(disc_s[:-1], disc_s[1:]):
