@@ -62,6 +62,7 @@ def test_confounders_change_intensities_not_labels():
     [
         ("axial", (1.2, 1.2, 1.2)),
         ("sagittal", (1.5, 1.5, 1.5)),
+        ("oblique", (1.5, 1.5, 1.5)),
         ("oblique-lefthanded", (1.2, 1.2, 1.2)),
         ("axial", (0.8, 0.8, 4.0)),
     ],

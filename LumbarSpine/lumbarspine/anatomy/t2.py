@@ -29,7 +29,7 @@ from .model import SpineAnatomy
 from .numbering import level_ids
 from .t2_grid import ras_work_grid, resample_to
 from .t2_levels import find_levels, paint_levels
-from .t2_sac import delineate_sac, track_sac, tube_response
+from .t2_sac import delineate_sac, track_sac, trim_track, tube_response
 
 __all__ = ["segment_t2", "MIN_EXTENT_MM", "MISSING_LEVEL_FACTOR"]
 
@@ -120,7 +120,7 @@ def segment_t2(
     if seed is not None:
         ijk = work.ras_to_ijk_points(seed[None, :])[0]
         seed_zyx = ijk[::-1]
-    track = track_sac(resp, h, seed_zyx)
+    track = trim_track(work.array, track_sac(resp, h, seed_zyx), h)
     check_cancel(cancel, "T2 segmentation")
 
     _report(progress, 0.5, "Delineating the dural sac")
@@ -151,7 +151,7 @@ def segment_t2(
     warnings.extend(notes)
     if n_discs == 0:
         warnings.append("No intervertebral disc was found in front of the dural sac; only the sac is segmented.")
-    work_labels = paint_levels(work.shape, valid, levels, h, disc_ids, vert_ids, SACRUM if levels.sacrum else None)
+    work_labels = paint_levels(work.shape, valid, levels, h, disc_ids, vert_ids, SACRUM if sacrum else None)
     check_cancel(cancel, "T2 segmentation")
 
     _report(progress, 0.8, "Drawing the dural sac on the image's own grid")

@@ -70,6 +70,8 @@ SAC_END_MARGIN_MM = 10.0
 SACRUM_DISC_MIN_MM = 8.0
 SACRUM_DISC_MAX_MM = 60.0
 """Range (mm of arc) between the lowest disc and the sac's end for that disc to be L5-S1."""
+EXTEND_MM = 10.0
+"""The column profile runs this far (mm) past each end of the sac (inside the image)."""
 TYPICAL_BODY_DEPTH_MM = 32.0
 """Lumbar body depth (mm) used when the anterior cortex cannot be found."""
 
@@ -104,6 +106,30 @@ def _frame(track: SacTrack) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
     s = np.concatenate([[0.0], np.cumsum(seg)])
     return pts, tan, ant, lat, s
+
+
+def _extend(pts, tan, ant, lat, s, valid, h):  # type: ignore[no-untyped-def]
+    """Extend the track's frame by up to :data:`EXTEND_MM` past each end, inside the field of view."""
+    n = int(round(EXTEND_MM / h))
+    shape = np.asarray(valid.shape)
+
+    def run(p0: np.ndarray, t0: np.ndarray) -> np.ndarray:
+        steps = p0[None, :] + np.arange(1, n + 1)[:, None] * t0[None, :]
+        idx = np.rint(steps).astype(int)
+        ok = np.all((idx >= 0) & (idx < shape[None, :]), axis=1)
+        ok[ok] = valid[idx[ok, 0], idx[ok, 1], idx[ok, 2]]
+        stop = int(np.argmin(ok)) if not ok.all() else n
+        return steps[:stop]
+
+    lower = run(pts[0], -tan[0])[::-1]
+    upper = run(pts[-1], tan[-1])
+    nl, nu = len(lower), len(upper)
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        return np.vstack([np.repeat(a[:1], nl, axis=0), a, np.repeat(a[-1:], nu, axis=0)])
+
+    s_new = np.concatenate([-h * np.arange(nl, 0, -1), s, s[-1] + h * np.arange(1, nu + 1)])
+    return np.vstack([lower.reshape(-1, 3), pts, upper.reshape(-1, 3)]), pad(tan), pad(ant), pad(lat), s_new
 
 
 def _sample(work: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -210,6 +236,8 @@ def find_levels(work: np.ndarray, valid: np.ndarray, sac_mask: np.ndarray, track
             rel = np.column_stack([np.zeros(yy.size), yy - pts[i, 1], xx - pts[i, 2]])
             fronts.append(float(np.max(rel @ ant[i])))
     front = (float(np.median(fronts)) * h if fronts else 6.0) + 2.0
+    # the column goes on past the sac's ends (the sacrum below it): extend the frame along the end tangents
+    pts, tan, ant, lat, s = _extend(pts, tan, ant, lat, s, valid, h)
     # column profile in front of the sac
     d = np.arange(front, front + PROFILE_DEPTH_MM, 1.0) / h
     lw = np.arange(-PROFILE_HALF_WIDTH_MM, PROFILE_HALF_WIDTH_MM + 0.5, 1.0) / h
@@ -220,10 +248,11 @@ def find_levels(work: np.ndarray, valid: np.ndarray, sac_mask: np.ndarray, track
         prof = np.nanmedian(samples, axis=1)
     prof = np.where(np.isfinite(prof), prof, np.nanmedian(prof))
     # resample on a 1 mm arc grid
-    grid = np.arange(0.0, s[-1] + 1e-6, 1.0)
+    grid = np.arange(s[0], s[-1] + 1e-6, 1.0)
     p = np.interp(grid, s, prof)
     base = ndimage.median_filter(p, size=61, mode="nearest")
     disc_s, heights = _discs_between_bodies(p, base)
+    disc_s = [c + float(s[0]) for c in disc_s]
     # body depth: anterior cortex in the middle of each body
     depths = []
     for a, b in zip(disc_s[:-1], disc_s[1:]):
@@ -246,8 +275,8 @@ def find_levels(work: np.ndarray, valid: np.ndarray, sac_mask: np.ndarray, track
     # sacrum: the sac's caudal end is inside the image and the lowest disc sits just above it
     sacrum = False
     if disc_s:
-        end = pts[0]
-        below = end - np.arange(1.0, SAC_END_MARGIN_MM / h + 1.0)[:, None] * tan[0][None, :]
+        i0 = int(np.argmin(np.abs(s)))  # the sac's lower end (s = 0)
+        below = pts[i0] - np.arange(1.0, SAC_END_MARGIN_MM / h + 1.0)[:, None] * tan[i0][None, :]
         inside = ndimage.map_coordinates(valid.astype(np.uint8), below.T, order=0, mode="constant", cval=0)
         lowest = min(disc_s)
         if inside.all() and SACRUM_DISC_MIN_MM <= lowest <= SACRUM_DISC_MAX_MM:

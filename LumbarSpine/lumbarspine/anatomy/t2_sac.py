@@ -37,6 +37,7 @@ __all__ = [
     "tube_response",
     "track_sac",
     "delineate_sac",
+    "trim_track",
 ]
 
 TUBE_SIGMA_MM = 4.0
@@ -52,6 +53,8 @@ MIN_SAC_LENGTH_MM = 40.0
 MIN_SKIN_DEPTH_MM = 8.0
 """The tube response is suppressed within this distance (mm) of air inside the image (the skin)."""
 MAX_SAC_AREA_MM2 = 700.0
+END_CSF_RATIO = 0.8
+"""A track end whose CSF level is under this share of the level further in is not dural sac."""
 WINDOW_RADIUS_MM = 14.0
 """Radius (mm) of the disk around the track whose histogram sets each slice's threshold."""
 MIN_SAC_AREA_MM2 = 12.0
@@ -245,6 +248,31 @@ def track_sac(resp: np.ndarray, h: float, seed_zyx: np.ndarray | None = None) ->
         axis=1,
     )
     return SacTrack(z=zfull, yx=sm, score=best)
+
+
+def trim_track(work_array: np.ndarray, track: SacTrack, h: float) -> SacTrack:
+    """Cut the track's ends where the tube is no longer CSF.
+
+    Past the sac's caudal end the tracking can follow the fat-filled sacral canal, which is bright
+    but darker than CSF. Slices at either end whose CSF level (90th percentile within 6 mm of the
+    track) is under :data:`END_CSF_RATIO` times the median of the next 30 mm inward are dropped.
+    """
+    r = int(round(6.0 / h))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = yy**2 + xx**2 <= r * r
+    nz, ny, nx = work_array.shape
+    level = np.zeros(len(track.z))
+    for n, (z, (cy, cx)) in enumerate(zip(track.z, np.rint(track.yx).astype(int))):
+        ys, xs = cy + yy[disk], cx + xx[disk]
+        ok = (ys >= 0) & (ys < ny) & (xs >= 0) & (xs < nx)
+        level[n] = np.percentile(work_array[z, ys[ok], xs[ok]], 90) if ok.any() else 0.0
+    w = max(3, int(round(30.0 / h)))
+    lo, hi = 0, len(level)
+    while hi - lo > 2 * w and level[lo] < END_CSF_RATIO * np.median(level[lo + 5 : lo + 5 + w]):
+        lo += 1
+    while hi - lo > 2 * w and level[hi - 1] < END_CSF_RATIO * np.median(level[hi - 5 - w : hi - 5]):
+        hi -= 1
+    return SacTrack(z=track.z[lo:hi], yx=track.yx[lo:hi], score=track.score)
 
 
 def _slice_mask(img: np.ndarray, centre: np.ndarray, t: float, core: np.ndarray) -> np.ndarray:
