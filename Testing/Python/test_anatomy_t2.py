@@ -137,18 +137,11 @@ def test_real_sagittal_t2(shared_data):
     assert len(inner) >= 3 and np.all(np.diff(inner) < -18.0)
 
 
-def test_real_abdominal_mr_is_plausible_or_refused(shared_data):
+def test_real_abdominal_mr_is_refused(shared_data):
+    """A 60 mm abdominal MR crop (20 axial slices): the brightest tube there is not the dural sac
+    (it lay outside the body before the disc check), so the segmentation must refuse it clearly."""
     from lumbarspine.io import read_volume
 
     vol = read_volume(shared_data / "totalseg_example_mr_sm.nii.gz")
-    try:
-        anatomy = segment_t2(vol, backend="numpy")
-    except ValueError as err:
-        assert "canal" in str(err) or "T2" in str(err)
-        return
-    sac = anatomy.labels.array == 2
-    _, n = ndimage.label(sac)
-    assert n == 1
-    ap = _ap_diameters(anatomy)
-    assert 5.0 <= np.median(ap) <= 30.0
-    assert anatomy.numbering is None or anatomy.vertebra("S1") is not None
+    with pytest.raises(ValueError, match="lumbar canal"):
+        segment_t2(vol, backend="numpy")

@@ -134,6 +134,12 @@ def segment_t2(
 
     _report(progress, 0.65, "Finding discs, vertebral bodies and the sacrum")
     levels = find_levels(work.array, valid, mask, track, h)
+    if not levels.disc_s:
+        raise ValueError(
+            "The bright tube found has no intervertebral disc in front of it, so it is not taken for the dural "
+            "sac: the image may not show the lumbar canal on T2 (or only a few slices of it). Check the series, "
+            "or give a seed point inside the canal."
+        )
     warnings = list(levels.notes)
     n_discs = len(levels.disc_s)
     n_vert = n_discs + (0 if levels.sacrum else 1) if n_discs else 0
@@ -149,8 +155,6 @@ def segment_t2(
             )
     vert_ids, disc_ids, numbering, notes = level_ids(n_vert, n_discs, sacrum=sacrum)
     warnings.extend(notes)
-    if n_discs == 0:
-        warnings.append("No intervertebral disc was found in front of the dural sac; only the sac is segmented.")
     work_labels = paint_levels(work.shape, valid, levels, h, disc_ids, vert_ids, SACRUM if sacrum else None)
     check_cancel(cancel, "T2 segmentation")
 
