@@ -8,6 +8,9 @@ T2 (float32, arbitrary units on a 0-1000 scale): air 0, soft tissue 250, fat 800
 200, nucleus 750, cortical bone 40, cancellous marrow 450, ligament 150; Rician noise (default sd 15)
 and a smooth multiplicative bias field (about +-20 %, low-order polynomial in RAS mm).
 
+T2 confounders (``PhantomSpec(confounders=True)``, the default): see
+:mod:`lumbarspine.phantom.confounders`.
+
 Partial volume: the tissue intensities are blurred with a Gaussian of 0.5 mm standard deviation
 (per axis, in mm, so anisotropic grids are handled) before the noise is added. Labels are never
 blurred.
@@ -86,9 +89,23 @@ def render_t2(
     ras_xyz: tuple[np.ndarray, np.ndarray, np.ndarray],
     rng: np.random.Generator,
     noise: float | None,
+    confounders: bool = False,
 ) -> np.ndarray:
-    """T2-weighted image (float32) with bias field and Rician noise, indexed ``[k, j, i]``."""
-    image = _blur(_lookup(tissue, T2_VALUES), spacing_ijk) * bias_field(ras_xyz, rng)
+    """T2-weighted image (float32) with bias field and Rician noise, indexed ``[k, j, i]``.
+
+    With ``confounders`` the intensities get the confounders of a real T2
+    (:func:`lumbarspine.phantom.confounders.apply_t2_confounders`: subcutaneous and bright epidural
+    fat, bright and degenerated discs, cauda equina rootlets, ligamentum flavum, a bowel loop) and
+    the strong posterior coil field on top of the smooth random bias. Labels are never touched.
+    """
+    base = _lookup(tissue, T2_VALUES)
+    field = bias_field(ras_xyz, rng)
+    if confounders:
+        from .confounders import apply_t2_confounders
+
+        base, coil = apply_t2_confounders(base, tissue, ras_xyz, rng)
+        field = field * coil
+    image = _blur(base, spacing_ijk) * field
     sd = T2_NOISE if noise is None else noise
     if sd > 0:
         n1 = rng.normal(0.0, sd, size=image.shape).astype(np.float32)

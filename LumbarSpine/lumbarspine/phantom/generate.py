@@ -82,7 +82,7 @@ def generate_phantom(spec: PhantomSpec | None = None) -> Phantom:
     if spec.modality == "ct":
         image = render_ct(tissue, spec.spacing, rng, spec.noise)
     else:
-        image = render_t2(tissue, spec.spacing, (xyz[0], xyz[1], xyz[2]), rng, spec.noise)
+        image = render_t2(tissue, spec.spacing, (xyz[0], xyz[1], xyz[2]), rng, spec.noise, spec.confounders)
     del xyz
 
     geometry_kwargs = dict(spacing=spec.spacing, origin=origin, direction=direction)

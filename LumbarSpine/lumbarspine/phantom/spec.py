@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..labels import DISC_LEVELS
 from .anatomy import MIN_STENOSIS_AREA_MM2, NORMAL_SAC_AREA_MM2
 
@@ -120,6 +122,10 @@ class PhantomSpec:
             endplate rims carry an osteophyte: a bony lip 4 mm thick around the anterior and lateral
             rim reaching 3.5 mm into the disc space (labelled as the vertebra it grows from; at L5-S1
             only on L5). Default: none.
+        confounders: T2 only (ignored for CT): give the image the confounders of a real lumbar T2
+            (subcutaneous and bright epidural fat, bright and dark degenerated discs, cauda equina
+            rootlets, dark ligamentum flavum, a bowel loop, a strong posterior coil field; see
+            :mod:`lumbarspine.phantom.confounders`). Intensities only: labels and truth stay exact.
     """
 
     seed: int = 0
@@ -130,6 +136,7 @@ class PhantomSpec:
     margin_mm: float = 10.0
     noise: float | None = None
     osteophytes: tuple[str, ...] = ()
+    confounders: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -166,6 +173,9 @@ class PhantomSpec:
                 f"osteophytes must be disc levels like ('L3-L4', 'L4-L5'); got {self.osteophytes!r}."
             ) from None
         object.__setattr__(self, "osteophytes", levels)
+        if not isinstance(self.confounders, (bool, np.bool_)):
+            raise ValueError(f"confounders must be True or False; got {self.confounders!r}.")
+        object.__setattr__(self, "confounders", bool(self.confounders))
 
     def __hash__(self) -> int:
         return hash(
@@ -178,6 +188,7 @@ class PhantomSpec:
                 self.margin_mm,
                 self.noise,
                 self.osteophytes,
+                self.confounders,
             )
         )
 
@@ -192,4 +203,5 @@ class PhantomSpec:
             "margin_mm": self.margin_mm,
             "noise": self.noise,
             "osteophytes": list(self.osteophytes),
+            "confounders": self.confounders,
         }
