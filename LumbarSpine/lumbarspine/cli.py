@@ -233,6 +233,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"backend: {summary['backend']}; filter: {summary['filter']}")
     for key, path in summary["paths"].items():
         print(f"{key:>10}: {path}")
+    print("grading (from the phantom's labels):")
+    for level in summary.get("grading", {}).get("levels", []):
+        if level["dural_sac_area_mm2"] is not None:
+            print(
+                f"  {level['level']:<6} dural sac {level['dural_sac_area_mm2']:6.1f} mm2  AP {level['ap_diameter_mm']:4.1f} mm"
+                f"  {level['central_canal_grade']} (confidence {level['confidence']:.2f})"
+            )
     return 0
 
 
