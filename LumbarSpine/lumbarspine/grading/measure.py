@@ -190,7 +190,8 @@ def measure_plane(
     """Measure the sac in the plane through ``center_ras`` normal to ``normal_ras``.
 
     Returns a :class:`PlaneSection`, or a string saying why nothing was measured (the plane misses
-    the sac, or the section reaches the sampling window's edge).
+    the sac, or the section reaches the sampling window's edge). ``with_outline=False`` measures the
+    area and centroid only (no outline, chords or uncertainty: NaN), for searches and profiles.
     """
     n, ap, lat = plane_basis(normal_ras, ap_hint_ras)
     center = np.asarray(center_ras, dtype=float)
@@ -214,18 +215,24 @@ def measure_plane(
             return f"the plane centre is {np.sqrt(d2[nearest]) * step_mm:.1f} mm from the nearest dural sac section"
         comp = components[rows[nearest], cols[nearest]]
     sel = components == comp
-    # partial-volume band: everything within one (largest) voxel edge of the component
-    band = ndimage.distance_transform_edt(~sel) * step_mm <= mask_field.max_spacing + step_mm
-    if band[0, :].any() or band[-1, :].any() or band[:, 0].any() or band[:, -1].any():
+    # partial-volume band: the component's bounding box grown by one (largest) voxel edge
+    rows = np.flatnonzero(sel.any(axis=1))
+    cols = np.flatnonzero(sel.any(axis=0))
+    grow = int(np.ceil((mask_field.max_spacing + step_mm) / step_mm))
+    r0, r1, c0, c1 = rows[0] - grow, rows[-1] + grow + 1, cols[0] - grow, cols[-1] + grow + 1
+    if r0 < 0 or c0 < 0 or r1 > m or c1 > m:
         return "the dural sac section reaches the edge of the sampling window (the plane runs along the sac)"
-    other = (components > 0) & ~sel
-    weights = np.where(band & ~other, values, 0.0)
-    area = float(weights.sum()) * step_mm * step_mm
-    rows, cols = np.nonzero(sel)
-    cb, ca = float(b[sel].mean()), float(a[sel].mean())
+    box = values[r0:r1, c0:c1]
+    other = (components[r0:r1, c0:c1] > 0) & ~sel[r0:r1, c0:c1]
+    area = float(np.where(other, 0.0, box).sum()) * step_mm * step_mm
+    weight = sel.sum()
+    cb = float((sel.sum(axis=1) * offsets).sum() / weight)
+    ca = float((sel.sum(axis=0) * offsets).sum() / weight)
     centroid = center + ca * lat + cb * ap
-    ap_line = _chord(mask_field, centroid, ap, radius_mm)
-    tr_line = _chord(mask_field, centroid, lat, radius_mm)
+    ap_line = tr_line = None
+    if with_outline:
+        ap_line = _chord(mask_field, centroid, ap, radius_mm)
+        tr_line = _chord(mask_field, centroid, lat, radius_mm)
     ap_mm = float(np.linalg.norm(ap_line[1] - ap_line[0])) if ap_line is not None else float("nan")
     tr_mm = float(np.linalg.norm(tr_line[1] - tr_line[0])) if tr_line is not None else float("nan")
     outline = np.zeros((0, 3))

@@ -102,7 +102,7 @@ def plane_picture(image: Volume, level: LevelResult, path: str | os.PathLike[str
         fontsize=9,
     )
     ax.legend(loc="lower right", fontsize=7, framealpha=0.6)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.1, top=0.9)
     return _save(figure, path)
 
 
@@ -145,5 +145,5 @@ def area_plot(result: GradingResult, path: str | os.PathLike[str]) -> Path:
         "Dural sac area along the canal (dots: reported minimum per level; squares: mid-vertebral)", fontsize=9
     )
     ax.legend(loc="lower left", fontsize=7, framealpha=0.7)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.92)
     return _save(figure, path)
