@@ -237,3 +237,25 @@ def test_plane_measurement_of_a_known_disc_on_an_oblique_grid():
     assert np.abs(np.linalg.norm(section.outline_ras, axis=1) - 6.0).max() < 0.5
     missing = measure_plane(MaskField(grid.with_array(array)), np.array([0.0, 15.0, 0.0]), axis)
     assert isinstance(missing, str) and "mm" in missing
+
+
+def test_a_section_cut_by_the_field_of_view_is_flagged():
+    phantom, _, _ = graded()
+    labels = phantom.labels  # axial LPS grid: i runs towards patient left
+    n = labels.size_ijk[0]
+    r = labels.ijk_to_ras_points(np.stack([np.arange(n), np.zeros(n), np.zeros(n)], axis=1))[:, 0]
+    keep = np.flatnonzero(r <= 4.0)  # the field of view ends 4 mm right of the sac's centre (sac: +-8 mm)
+    origin = labels.ijk_to_ras_points(np.array([[keep[0], 0, 0]]))[0]
+    cropped = Volume(
+        np.ascontiguousarray(labels.array[:, :, keep[0] : keep[-1] + 1]),
+        labels.spacing,
+        tuple(origin),
+        labels.direction,
+        is_label=True,
+    )
+    result = grade_anatomy(anatomy_from_labels(cropped, modality="ct", numbering="imported", source="phantom"))
+    lv = result.level("L4-L5")
+    assert lv.minimum.cut_by_field_of_view
+    assert any("field of view" in text for text in lv.to_dict()["quality_warnings"])
+    assert any(w.startswith("L4-L5: the dural sac section is cut") for w in result.warnings)
+    assert not graded()[2].level("L4-L5").minimum.cut_by_field_of_view  # the whole phantom is not cut

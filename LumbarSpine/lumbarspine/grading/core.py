@@ -150,6 +150,7 @@ class LevelResult:
     reference_note: str | None = None
     truncated: bool = False
     search: list[tuple[float, float]] = field(default_factory=list)
+    quality_warnings: list[str] = field(default_factory=list)
 
     @property
     def measured(self) -> bool:
@@ -222,6 +223,7 @@ class LevelResult:
             else {"source": self.axial_source, "status": "not measured", "reason": self.axial_reason},
             "lateral_recess": LATERAL_NOT_MEASURED,
             "neural_foramina": LATERAL_NOT_MEASURED,
+            "quality_warnings": list(self.quality_warnings),
             "disc_label": self.disc_label,
             "disc_truncated": self.truncated,
             "rsna_target": rsna_target(self.level),
@@ -381,6 +383,16 @@ def grade_anatomy(
             continue
         lv.minimum = section
         lv.status = "measured"
+        if section.cut_by_field_of_view:
+            lv.quality_warnings.append(
+                "the dural sac section is cut by the edge of the image's field of view: the area is a lower bound"
+            )
+        if section.other_area_mm2 > 0.1 * section.area_mm2:
+            lv.quality_warnings.append(
+                f"the dural sac is in several pieces in the measurement plane ({section.other_area_mm2:.0f} mm2 "
+                "outside the measured piece): check the segmentation (holes, a missing cord label)"
+            )
+        warnings.extend(f"{name}: {text}." for text in lv.quality_warnings)
         # uncertainty: boundary term + slice-thickness term from the profile's slope and curvature
         e = float(voxel_size_along(labels, section.normal_ras[None, :])[0])
         finite = np.isfinite(areas_arr)
@@ -522,7 +534,7 @@ def table_rows(result: GradingResult) -> list[dict[str, Any]]:
                 "normal_r": round(float(normal[0]), 4),
                 "normal_a": round(float(normal[1]), 4),
                 "normal_s": round(float(normal[2]), 4),
-                "note": lv.reason or "",
+                "note": "; ".join([lv.reason] if lv.reason else lv.quality_warnings),
             }
         )
     return rows

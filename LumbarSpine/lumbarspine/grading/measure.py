@@ -82,7 +82,10 @@ def voxel_size_along(volume: Volume, directions_ras: np.ndarray) -> np.ndarray:
 class MaskField:
     """The sac mask of a label map as a trilinearly interpolated field in RAS (values in [0, 1]).
 
-    Only the bounding box of the mask (plus a margin) is kept, as float32.
+    Only the bounding box of the mask (plus a margin) is kept, as float32. Beyond the field of view
+    the mask is 0 and interpolated like any other boundary (``grid-constant``), so a sac cut by the
+    field of view ends half a voxel beyond the last voxel centre; :meth:`inside_grid` tells where
+    that happened.
     """
 
     def __init__(self, labels: Volume, values: tuple[int, ...] = SAC_LABELS, margin: int = 3):
@@ -102,11 +105,17 @@ class MaskField:
             self.data = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32)
         self.max_spacing = float(max(labels.spacing))
 
+    def inside_grid(self, ras: np.ndarray) -> np.ndarray:
+        """True for RAS points inside the label map's field of view (within half a voxel of its voxel centres)."""
+        ijk = self.labels.ras_to_ijk_points(ras)
+        size = np.asarray(self.labels.size_ijk)
+        return np.all((ijk >= -0.5) & (ijk <= size - 0.5), axis=1)
+
     def sample(self, ras: np.ndarray) -> np.ndarray:
         """Interpolated mask value at each RAS point ``(N, 3)``; 0 outside the kept box."""
         ijk = self.labels.ras_to_ijk_points(ras)
         coords = np.stack([ijk[:, 2] - self.lo[0], ijk[:, 1] - self.lo[1], ijk[:, 0] - self.lo[2]])
-        value = ndimage.map_coordinates(self.data, coords, order=1, mode="constant", cval=0.0, prefilter=False)
+        value = ndimage.map_coordinates(self.data, coords, order=1, mode="grid-constant", cval=0.0, prefilter=False)
         return np.clip(value, 0.0, 1.0)
 
 
@@ -127,6 +136,10 @@ class PlaneSection:
         area_sd_mm2: boundary term of the area's standard uncertainty (see module docstring).
         ap_sd_mm: standard uncertainty of the AP diameter.
         step_mm: in-plane sampling step.
+        other_area_mm2: area of the other sac pieces in the sampling window (0 for an intact section;
+            more means a split or holed segmentation, or nerve-root sleeves).
+        cut_by_field_of_view: the section touches the edge of the image's field of view, so its area
+            is a lower bound.
     """
 
     area_mm2: float
@@ -145,6 +158,8 @@ class PlaneSection:
     area_sd_mm2: float = 0.0
     ap_sd_mm: float = 0.0
     step_mm: float = 0.25
+    other_area_mm2: float = 0.0
+    cut_by_field_of_view: bool = False
 
 
 def _chord(mask_field: MaskField, origin: np.ndarray, direction: np.ndarray, radius: float) -> np.ndarray | None:
@@ -225,6 +240,9 @@ def measure_plane(
     box = values[r0:r1, c0:c1]
     other = (components[r0:r1, c0:c1] > 0) & ~sel[r0:r1, c0:c1]
     area = float(np.where(other, 0.0, box).sum()) * step_mm * step_mm
+    other_area = float(np.count_nonzero(inside & ~sel)) * step_mm * step_mm
+    near = ndimage.binary_dilation(sel[r0:r1, c0:c1], iterations=2)
+    cut = not bool(mask_field.inside_grid(ras.reshape(m, m, 3)[r0:r1, c0:c1][near]).all())
     weight = sel.sum()
     cb = float((sel.sum(axis=1) * offsets).sum() / weight)
     ca = float((sel.sum(axis=0) * offsets).sum() / weight)
@@ -277,19 +295,30 @@ def measure_plane(
         area_sd_mm2=area_sd,
         ap_sd_mm=ap_sd,
         step_mm=step_mm,
+        other_area_mm2=other_area,
+        cut_by_field_of_view=cut,
     )
 
 
 def acquired_slice_axis(volume: Volume) -> tuple[int, str]:
     """The grid axis (0 = i, 1 = j, 2 = k) across which the image was acquired, and its orientation.
 
-    The axis with the largest spacing when it is clearly the largest (> 1.2 x the others), else k
-    (the stacking axis of the file). Orientation: ``"axial"`` when that axis is within 45 degrees
-    of superior-inferior, ``"sagittal"`` within 45 degrees of right-left, else ``"coronal"``.
+    The axis with the largest spacing when it is clearly the largest (> 1.2 x the others: a stack of
+    thick slices); on a near-isotropic grid the axis with the fewest voxels when it has less than
+    half as many as the others (a slab, e.g. a sagittal 3D slab resampled and stored with axial k),
+    else k (the stacking axis of the file). Orientation: ``"axial"`` when that axis is within 45
+    degrees of superior-inferior, ``"sagittal"`` within 45 degrees of right-left, else ``"coronal"``.
     """
     spacing = np.asarray(volume.spacing, dtype=float)
+    size = np.asarray(volume.size_ijk)
     order = np.argsort(spacing)
-    axis = int(order[2]) if spacing[order[2]] > 1.2 * spacing[order[1]] else 2
+    by_size = np.argsort(size)
+    if spacing[order[2]] > 1.2 * spacing[order[1]]:
+        axis = int(order[2])
+    elif size[by_size[0]] < 0.5 * size[by_size[1]]:
+        axis = int(by_size[0])
+    else:
+        axis = 2
     d = np.abs(np.asarray(volume.direction, dtype=float)[:, axis])
     name = ("sagittal", "coronal", "axial")[int(np.argmax(d))]
     return axis, name

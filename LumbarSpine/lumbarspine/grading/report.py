@@ -54,6 +54,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "plane_normal_a",
     "plane_normal_s",
     "reason",
+    "quality_warnings",
 )
 """Columns of ``report.csv`` (one row per level)."""
 
@@ -113,6 +114,7 @@ def write_report_csv(report: dict[str, Any], path: str | os.PathLike[str]) -> Pa
             "plane_normal_r": normal[0],
             "plane_normal_a": normal[1],
             "plane_normal_s": normal[2],
+            "quality_warnings": "; ".join(level.get("quality_warnings") or []) or None,
         }
         rows.append(["" if flat.get(c) is None else flat.get(c) for c in CSV_COLUMNS])
     return write_text(path, _csv_text(list(CSV_COLUMNS), rows))
