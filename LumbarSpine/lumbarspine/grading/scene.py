@@ -122,6 +122,7 @@ def add_grading_to_scene(
         prefix: prepended to every node name (e.g. the study name and a space).
         surfaces: build the segmentation's closed-surface (3D) representation.
     """
+    import slicer
     import vtk
 
     from ..slicer_nodes import labels_to_segmentation_node, table_node_from_rows
@@ -186,8 +187,6 @@ def add_grading_to_scene(
         ("moderate_mm2", f"moderate < {th.area_moderate_mm2:g} mm2", GRADE_RGB["moderate"], "dash"),
         ("severe_mm2", f"severe < {th.area_severe_mm2:g} mm2", GRADE_RGB["severe"], "dash"),
     ):
-        import slicer
-
         series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{prefix}{name}")
         series.SetAndObserveTableNodeID(profile.GetID())
         series.SetXColumnName("position_mm")
