@@ -278,8 +278,8 @@ class SpineStenosisLogic(ScriptedLoadableModuleLogic):
         :param scene: MRML scene for a new table (default: the input node's scene).
         :raises ValueError: missing or non-integer input, or no measurable disc level.
         """
+        from lumbarspine.grading import grade_levels
         from lumbarspine.slicer_nodes import table_node_from_rows, volume_from_node
-        from lumbarspine.stenosis import grade_levels
 
         if inputLabelmap is None:
             raise ValueError("No input label map: select a spine label map (TotalSpineSeg convention).")

@@ -63,7 +63,7 @@ EXIT_OUTPUT = 3
 EXIT_MEMORY = 4
 EXIT_INTERRUPTED = 130
 
-COMMAND_MODULES: tuple[str, ...] = ("lumbarspine.anatomy.command",)
+COMMAND_MODULES: tuple[str, ...] = ("lumbarspine.anatomy.command", "lumbarspine.grading.command")
 """Library modules that add a subcommand each (``segment``, ``grade``, ``plan``, ...).
 
 Each module defines ``NAME`` (the subcommand), ``add_parser(subparsers) -> ArgumentParser`` and
@@ -453,6 +453,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"backend: {summary['backend']}; filter: {summary['filter']}")
     for key, path in summary["paths"].items():
         print(f"{key:>10}: {path}")
+    print("grading (from the phantom's labels):")
+    for level in summary.get("grading", {}).get("levels", []):
+        if level["dural_sac_area_mm2"] is not None:
+            print(
+                f"  {level['level']:<6} dural sac {level['dural_sac_area_mm2']:6.1f} mm2  AP {level['ap_diameter_mm']:4.1f} mm"
+                f"  {level['central_canal_grade']} (confidence {level['confidence']:.2f})"
+            )
     return 0
 
 

@@ -85,6 +85,32 @@ def check_demo_arguments(
     check_output_path(out / "summary.json")
 
 
+def _grade_demo(phantom: Any, modality: str, out: Path, scene: Any, cancel: CancelCallback | None) -> dict[str, Any]:
+    """Grade the phantom from its label map into ``out`` (report files, pictures) and into ``scene``."""
+    from .anatomy.build import anatomy_from_labels
+    from .grading import grade_anatomy
+    from .grading.pictures import area_plot, plane_picture
+    from .grading.report import build_report, write_report_csv, write_report_json, write_rsna_csv
+    from .grading.scene import add_grading_to_scene
+
+    anatomy = anatomy_from_labels(phantom.labels, modality=modality, numbering="imported", source="phantom labels")
+    result = grade_anatomy(anatomy, cancel=cancel)
+    report = build_report(result, {"image": "phantom_image.nii.gz", "segmentation": "phantom_labels.nii.gz"})
+    paths = {
+        "report_json": str(write_report_json(report, out / "report.json")),
+        "report_csv": str(write_report_csv(report, out / "report.csv")),
+        "rsna_csv": str(write_rsna_csv(report, out / "rsna.csv", study_id="phantom")),
+        "area_plot": str(area_plot(result, out / "area_along_canal.png")),
+    }
+    for lv in result.levels:
+        if lv.minimum is not None:
+            paths[f"plane_{lv.level}"] = str(
+                plane_picture(phantom.image, lv, out / f"plane_{lv.level.replace('-', '_')}.png")
+            )
+    add_grading_to_scene(result, scene, labels=anatomy.labels, surfaces=False)
+    return {"paths": paths, "levels": report["levels"]}
+
+
 def run_demo(
     out_dir: str | os.PathLike[str],
     *,
@@ -119,7 +145,9 @@ def run_demo(
 
     Returns:
         A summary dict: output paths (``image``, ``filtered``, ``labels``, ``truth``, ``scene``,
-        ``screenshot``, ``summary``), the backend used, timings in seconds and the node names.
+        ``screenshot``, ``summary``), the backend used, timings in seconds, the node names and
+        ``grading`` (the phantom graded from its labels: ``paths`` under ``out_dir/grading`` and the
+        report's ``levels``).
     """
     from .filters import apply_filter, apply_preset
     from .io import write_volume
@@ -211,6 +239,11 @@ def run_demo(
     table_node_from_rows(rows, scene, name="Phantom truth per level")
     timings["scene_s"] = time.perf_counter() - t0
 
+    report(0.6, "grading the phantom's levels")
+    t0 = time.perf_counter()
+    grading = _grade_demo(phantom, modality, out / "grading", scene, cancel)
+    timings["grading_s"] = time.perf_counter() - t0
+
     report(0.7, "rendering the 3D view")
     t0 = time.perf_counter()
     shot = render_3d(ctx, out / "phantom_3d.png", size=screenshot_size, view="oblique")
@@ -231,6 +264,7 @@ def run_demo(
         "screenshot_foreground_pixels": shot["foreground_pixels"],
         "render_window": shot["window_class"],
         "spec": phantom.truth.get("spec"),
+        "grading": grading,
     }
     paths["summary"] = out / "summary.json"
     summary["paths"]["summary"] = str(paths["summary"])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lumbarspine.grading import GradingThresholds, grade_levels, grade_value
 from lumbarspine.phantom import PhantomSpec, generate_phantom
 from lumbarspine.planning import NO_GO_ZONE, no_go_zone
-from lumbarspine.stenosis import StenosisThresholds, grade_ap_diameter, grade_area, grade_levels
 from lumbarspine.volume import Volume
 
 
@@ -37,10 +37,12 @@ def test_grading_finds_every_level_and_its_grade(stenotic_phantoms, orientation)
     }
     for row in rows:
         truth = phantom.truth["levels"][row["level"]]
-        # found plane vs. the truth plane: area within 7 %, centre within 2.5 mm, axis within 3 degrees
+        # found plane vs. the truth plane: area within 7 %, centre within 2.5 mm at the narrowed levels (the
+        # minimum is at the disc level there) and within the searched disc space elsewhere, axis within 3 degrees
         assert row["dural_sac_area_mm2"] == pytest.approx(truth["dural_sac_area_mm2"], rel=0.07)
         centre = np.array([row["center_r"], row["center_a"], row["center_s"]])
-        assert np.linalg.norm(centre - truth["plane_center_ras"]) < 2.5
+        limit = 2.5 if truth["stenosis_requested"] else truth["disc_height_mm"] / 2 + 1.0
+        assert np.linalg.norm(centre - truth["plane_center_ras"]) < limit
         normal = np.array([row["normal_r"], row["normal_a"], row["normal_s"]])
         cosine = min(1.0, abs(float(np.dot(normal / np.linalg.norm(normal), truth["plane_normal_ras"]))))
         assert np.degrees(np.arccos(cosine)) < 3.0
@@ -49,14 +51,23 @@ def test_grading_finds_every_level_and_its_grade(stenotic_phantoms, orientation)
 
 
 def test_thresholds_follow_the_clinical_reference():
-    assert grade_area(100.0) == "Normal/Mild" and grade_area(99.9) == "Moderate"
-    assert grade_area(75.0) == "Moderate" and grade_area(74.9) == "Severe"
-    assert grade_ap_diameter(13.0) == "Normal/Mild" and grade_ap_diameter(12.0) == "Moderate"
-    assert grade_ap_diameter(9.9) == "Severe"
-    strict = StenosisThresholds(area_relative_mm2=111.0)  # ROC optimum, PMC5728944
-    assert grade_area(105.0, strict) == "Moderate"
-    with pytest.raises(ValueError, match="absolute < relative"):
-        StenosisThresholds(area_relative_mm2=70.0)
+    t = GradingThresholds()
+    assert (t.area_moderate_mm2, t.area_severe_mm2, t.ap_moderate_mm, t.ap_severe_mm) == (100.0, 75.0, 13.0, 10.0)
+
+    def area(value, th=t):
+        return grade_value(value, th.area_moderate_mm2, th.area_severe_mm2)
+
+    def ap(value):
+        return grade_value(value, t.ap_moderate_mm, t.ap_severe_mm)
+
+    assert area(100.0) == "normal_mild" and area(99.9) == "moderate"
+    assert area(75.0) == "moderate" and area(74.9) == "severe"
+    assert ap(13.0) == "normal_mild" and ap(12.0) == "moderate"
+    assert ap(9.9) == "severe"
+    strict = GradingThresholds(area_moderate_mm2=111.0)  # ROC optimum, PMC5728944
+    assert area(105.0, strict) == "moderate"
+    with pytest.raises(ValueError, match="area_severe_mm2 < area_moderate_mm2"):
+        GradingThresholds(area_moderate_mm2=70.0)
 
 
 def test_grading_errors_say_what_is_wrong(stenotic_phantoms):

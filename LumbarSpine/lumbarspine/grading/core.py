@@ -1,0 +1,573 @@
+"""Grade a spine: planes along the dural sac centreline, measurements, grades (the orchestration).
+
+:func:`grade_anatomy` takes a :class:`~lumbarspine.anatomy.model.SpineAnatomy` (label map on the
+image's grid, level names, canal centreline) and returns a :class:`GradingResult`:
+
+1. the centreline is fitted as a smoothing spline and refined once on the sac's centroids
+   (:mod:`.centreline`);
+2. per disc level (``L1-L2`` .. ``L5-S1``, or ``disc n`` when unnumbered) the mid-level plane goes
+   through the centreline point nearest the disc centroid, perpendicular to the centreline; planes
+   every :data:`SEARCH_STEP_MM` over ``+-half the disc height`` along the centreline are measured
+   (:mod:`.measure`) and the one of **minimum** area is reported with its offset from mid-level;
+3. a mid-vertebral reference plane is measured per vertebra (half-way between its two discs along
+   the centreline), and each level's area is divided by the nearest reference whose area is normal
+   (at least the moderate threshold);
+4. the area on the **acquired slice** nearest the level (the number a routine axial read gives) is
+   measured on the image's own grid when it is an axial stack, or on the axial series' grid when
+   one is given (:func:`grade_anatomy` ``axial_labels``), else reported as not measured;
+5. the area's standard uncertainty is the boundary term of :func:`.measure.measure_plane` plus a
+   slice-thickness term ``e/sqrt(12) |dA/dt| + e**2/24 |d2A/dt2|`` (``e`` the voxel size along the
+   plane normal, ``A(t)`` the area profile along the canal): the change of the area across one
+   voxel of the measurement direction; grades, confidence and class probabilities follow
+   (:mod:`.grades`).
+
+Lateral recesses and foramina are reported as not measured: the label conventions read here hold no
+nerve-root, ligamentum flavum or facet-joint-space labels from which a recess or foramen width
+could be measured without guessing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..labels import DISC_LEVELS
+from ..progress import CancelCallback, ProgressCallback, check_cancel
+from .centreline import Centreline, disc_half_height_mm, fit_centreline
+from .grades import RSNA_LABELS, GradingThresholds, class_probabilities, confidence, grade_value
+from .measure import (
+    SAC_LABELS,
+    MaskField,
+    PlaneSection,
+    SliceSection,
+    acquired_slice_axis,
+    measure_acquired_slice,
+    measure_plane,
+    voxel_size_along,
+)
+
+__all__ = [
+    "LevelResult",
+    "ReferenceResult",
+    "GradingResult",
+    "grade_anatomy",
+    "grade_levels",
+    "SEARCH_STEP_MM",
+    "PROFILE_STEP_MM",
+    "LATERAL_NOT_MEASURED",
+]
+
+SEARCH_STEP_MM = 0.5
+"""Spacing (mm along the centreline) of the planes searched for the minimum area in a disc space."""
+
+PROFILE_STEP_MM = 2.0
+"""Spacing (mm along the centreline) of the area profile drawn along the whole canal."""
+
+MAX_LEVEL_DISTANCE_MM = 45.0
+"""A disc whose centroid is farther than this (mm) from the sac centreline is not measured (the sac
+does not reach it)."""
+
+LATERAL_NOT_MEASURED = (
+    "not measured: the segmentation has no nerve-root, ligamentum flavum or facet joint labels, so the "
+    "lateral recess and foraminal widths cannot be measured from it"
+)
+
+
+def _round(value: Any, digits: int = 2) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_round(v, digits) for v in value]
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None
+
+
+@dataclass
+class ReferenceResult:
+    """A mid-vertebral reference plane.
+
+    Attributes:
+        vertebra: its name (``"L3"``, ``"vertebra 2"``).
+        t_mm: position along the centreline (mm from the cranial end).
+        section: the measurement, or None with ``reason``.
+    """
+
+    vertebra: str
+    t_mm: float
+    section: PlaneSection | None
+    reason: str | None = None
+
+    @property
+    def area_mm2(self) -> float:
+        return self.section.area_mm2 if self.section is not None else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.section
+        return {
+            "vertebra": self.vertebra,
+            "dural_sac_area_mm2": _round(self.area_mm2),
+            "ap_diameter_mm": _round(s.ap_diameter_mm) if s else None,
+            "transverse_width_mm": _round(s.transverse_width_mm) if s else None,
+            "position_along_canal_mm": _round(self.t_mm, 1),
+            "plane_center_ras": _round(s.center_ras, 3) if s else None,
+            "plane_normal_ras": _round(s.normal_ras, 5) if s else None,
+            "status": "measured" if s else "not measured",
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class LevelResult:
+    """Everything measured at one disc level (see :meth:`to_dict` for the report fields)."""
+
+    level: str
+    status: str = "not measured"
+    reason: str | None = None
+    disc_label: int | None = None
+    disc_centroid_ras: np.ndarray | None = None
+    t_mid_mm: float = float("nan")
+    t_min_mm: float = float("nan")
+    search_half_height_mm: float = float("nan")
+    mid: PlaneSection | None = None
+    minimum: PlaneSection | None = None
+    area_sd_mm2: float = float("nan")
+    boundary_sd_mm2: float = float("nan")
+    slice_sd_mm2: float = float("nan")
+    grade: str | None = None
+    ap_grade: str | None = None
+    confidence: float | None = None
+    borderline: bool | None = None
+    ap_confidence: float | None = None
+    probabilities: dict[str, float] | None = None
+    axial: SliceSection | None = None
+    axial_reason: str | None = None
+    axial_source: str | None = None
+    reference: ReferenceResult | None = None
+    reference_note: str | None = None
+    truncated: bool = False
+    search: list[tuple[float, float]] = field(default_factory=list)
+    quality_warnings: list[str] = field(default_factory=list)
+
+    @property
+    def measured(self) -> bool:
+        return self.minimum is not None
+
+    @property
+    def area_mm2(self) -> float:
+        return self.minimum.area_mm2 if self.minimum is not None else float("nan")
+
+    @property
+    def area_ratio(self) -> float:
+        if self.reference is None or self.minimum is None:
+            return float("nan")
+        return self.minimum.area_mm2 / self.reference.area_mm2
+
+    def to_dict(self) -> dict[str, Any]:
+        """The level's entry of ``report.json`` (mm, mm2, RAS)."""
+        s = self.minimum
+        axial_area = self.axial.area_mm2 if self.axial is not None else None
+        return {
+            "level": self.level,
+            "status": self.status,
+            "reason": self.reason,
+            "dural_sac_area_mm2": _round(self.area_mm2) if s else None,
+            "axial_slice_area_mm2": _round(axial_area),
+            "ap_diameter_mm": _round(s.ap_diameter_mm) if s else None,
+            "transverse_width_mm": _round(s.transverse_width_mm) if s else None,
+            "central_canal_grade": self.grade,
+            "confidence": _round(self.confidence, 3),
+            "borderline": self.borderline,
+            "plane_center_ras": _round(s.center_ras, 3) if s else None,
+            "plane_normal_ras": _round(s.normal_ras, 5) if s else None,
+            "ap_direction_ras": _round(s.ap_direction_ras, 5) if s else None,
+            "dural_sac_area_sd_mm2": _round(self.area_sd_mm2),
+            "area_sd_boundary_mm2": _round(self.boundary_sd_mm2),
+            "area_sd_slice_thickness_mm2": _round(self.slice_sd_mm2),
+            "class_probabilities": {k: _round(v, 4) for k, v in self.probabilities.items()}
+            if self.probabilities
+            else None,
+            "ap_grade": self.ap_grade,
+            "ap_confidence": _round(self.ap_confidence, 3),
+            "ap_diameter_sd_mm": _round(s.ap_sd_mm) if s else None,
+            "perimeter_mm": _round(s.perimeter_mm) if s else None,
+            "minimum_offset_mm": _round(self.t_mid_mm - self.t_min_mm) if s else None,
+            "minimum_offset_note": "signed distance along the centreline from the disc's mid-level plane to the "
+            "plane of minimum area; positive = cranial",
+            "search_half_range_mm": _round(self.search_half_height_mm),
+            "mid_level_area_mm2": _round(self.mid.area_mm2) if self.mid else None,
+            "mid_level_plane_center_ras": _round(self.mid.center_ras, 3) if self.mid else None,
+            "mid_level_plane_normal_ras": _round(self.mid.normal_ras, 5) if self.mid else None,
+            "position_along_canal_mm": _round(self.t_min_mm, 1) if s else None,
+            "reference_level": self.reference.vertebra if self.reference else None,
+            "reference_area_mm2": _round(self.reference.area_mm2) if self.reference else None,
+            "area_ratio_to_reference": _round(self.area_ratio, 3) if self.reference and s else None,
+            "reference_note": self.reference_note,
+            "axial_slice": {
+                "source": self.axial_source,
+                "slice_index": self.axial.slice_index,
+                "slice_axis": "ijk"[self.axial.axis],
+                "plane_center_ras": _round(self.axial.center_ras, 3),
+                "plane_normal_ras": _round(self.axial.normal_ras, 5),
+                "distance_from_level_mm": _round(self.axial.distance_mm),
+                "angle_to_measurement_plane_deg": _round(
+                    math.degrees(math.acos(min(1.0, abs(float(np.dot(self.axial.normal_ras, s.normal_ras)))))), 1
+                )
+                if s
+                else None,
+            }
+            if self.axial is not None
+            else {"source": self.axial_source, "status": "not measured", "reason": self.axial_reason},
+            "lateral_recess": LATERAL_NOT_MEASURED,
+            "neural_foramina": LATERAL_NOT_MEASURED,
+            "quality_warnings": list(self.quality_warnings),
+            "disc_label": self.disc_label,
+            "disc_truncated": self.truncated,
+            "rsna_target": rsna_target(self.level),
+        }
+
+
+def rsna_target(level: str) -> str | None:
+    """``spinal_canal_stenosis_l4_l5`` for ``L4-L5`` (None for unnumbered levels)."""
+    if level not in DISC_LEVELS:
+        return None
+    return "spinal_canal_stenosis_" + level.lower().replace("-", "_")
+
+
+@dataclass
+class GradingResult:
+    """The graded study (see :func:`grade_anatomy`)."""
+
+    levels: list[LevelResult]
+    references: list[ReferenceResult]
+    centreline: Centreline
+    profile_t_mm: np.ndarray
+    profile_area_mm2: np.ndarray
+    thresholds: GradingThresholds
+    warnings: list[str]
+    method: dict[str, Any]
+    seconds: float = 0.0
+
+    def level(self, name: str) -> LevelResult | None:
+        return next((lv for lv in self.levels if lv.level == name), None)
+
+
+def _disc_points(labels, value: int) -> np.ndarray:
+    k, j, i = np.nonzero(np.asarray(labels.array) == value)
+    return labels.ijk_to_ras_points(np.stack([i, j, k], axis=1))
+
+
+def grade_anatomy(
+    anatomy,
+    *,
+    thresholds: GradingThresholds | None = None,
+    axial_labels=None,
+    axial_source: str = "",
+    step_mm: float = 0.25,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCallback | None = None,
+) -> GradingResult:
+    """Measure and grade the central canal at every disc level of ``anatomy``.
+
+    Args:
+        anatomy: a :class:`~lumbarspine.anatomy.model.SpineAnatomy` (not modified).
+        thresholds: grading cut-offs (:class:`GradingThresholds`, defaults from the clinical reference).
+        axial_labels: optional label map on an axial series' grid (same patient coordinates) whose
+            sac is measured on its acquired slices instead of the anatomy's own grid.
+        axial_source: how ``axial_labels`` was made (written into the report).
+        step_mm: in-plane sampling step of the plane measurements (mm).
+        progress, cancel: see :mod:`lumbarspine.progress`.
+
+    Raises:
+        ValueError: no dural sac label (1 or 2), or no disc level at all.
+    """
+    started = time.perf_counter()
+    thresholds = thresholds or GradingThresholds()
+
+    def report(fraction: float, message: str) -> None:
+        check_cancel(cancel, "Stenosis grading")
+        if progress is not None:
+            progress(fraction, message)
+
+    labels = anatomy.labels
+    present = set(int(v) for v in np.unique(np.asarray(labels.array)))
+    if not present & set(SAC_LABELS):
+        raise ValueError(
+            "No canal found: the segmentation has no dural sac / spinal canal (labels 1 cord, 2 canal in the "
+            f"TotalSpineSeg convention); it holds {sorted(v for v in present if v)}. Segment the canal or convert the "
+            "labels."
+        )
+    if not anatomy.discs:
+        raise ValueError(
+            "No disc level in the segmentation: grading needs the intervertebral discs (92-95, 100 L1-L2..L5-S1 in "
+            "the TotalSpineSeg convention) to place the levels. Check the label convention."
+        )
+    if anatomy.centreline_ras is None:
+        raise ValueError("The dural sac is too small to follow (no canal centreline): check the segmentation.")
+    warnings = list(anatomy.warnings)
+    report(0.0, "fitting the dural sac centreline")
+    field_ = MaskField(labels)
+
+    def centroid(p, n):
+        s = measure_plane(field_, p, n, step_mm=0.5, with_outline=False)
+        return s.centroid_ras if isinstance(s, PlaneSection) else None
+
+    line = fit_centreline(anatomy.centreline_ras, section_centroid=centroid)
+
+    # ------------------------------------------------------------------ levels
+    if anatomy.numbered:
+        names = list(DISC_LEVELS)
+        extra = [d.name for d in anatomy.discs if d.name not in DISC_LEVELS]
+        if extra:
+            warnings.append(f"Disc levels outside L1-L2..L5-S1 are not graded: {', '.join(extra)}.")
+    else:
+        names = [d.name for d in anatomy.discs]
+    levels: list[LevelResult] = []
+    axial_grid = axial_labels if axial_labels is not None else labels
+    axis, orientation = acquired_slice_axis(axial_grid)
+    if axial_labels is not None:
+        source = axial_source or "axial series"
+        axial_ok = orientation == "axial"
+        axial_why = f"the axial series' slices are {orientation}, not axial"
+    else:
+        source = "this image's own slices"
+        axial_ok = orientation == "axial"
+        axial_why = (
+            f"the image is not an axial stack (its slices are {orientation}); give the axial series (--axial) to "
+            "measure the routine axial area"
+        )
+    for index, name in enumerate(names):
+        report(0.1 + 0.6 * index / max(1, len(names)), f"measuring {name}")
+        lv = LevelResult(level=name, axial_source=source)
+        levels.append(lv)
+        disc = anatomy.disc(name)
+        if disc is None:
+            lv.status = "outside field of view"
+            lv.reason = f"the disc {name} is not in the segmentation (outside the field of view or not found)"
+            continue
+        lv.disc_label, lv.truncated = disc.label, disc.truncated
+        lv.disc_centroid_ras = np.asarray(disc.centroid_ras, dtype=float)
+        t_mid = line.nearest(lv.disc_centroid_ras)
+        centre = line.points(t_mid)[0]
+        distance = float(np.linalg.norm(centre - lv.disc_centroid_ras))
+        if distance > MAX_LEVEL_DISTANCE_MM:
+            lv.reason = f"the dural sac does not reach the disc {name} (nearest sac point {distance:.0f} mm away)"
+            continue
+        normal = line.normals(t_mid)[0]
+        ap_hint = lv.disc_centroid_ras - centre
+        lv.t_mid_mm = t_mid
+        lv.search_half_height_mm = disc_half_height_mm(_disc_points(labels, disc.label), lv.disc_centroid_ras, normal)
+        mid = measure_plane(field_, centre, normal, ap_hint, step_mm=step_mm)
+        lv.mid = mid if isinstance(mid, PlaneSection) else None
+        offsets = np.arange(-lv.search_half_height_mm, lv.search_half_height_mm + 1e-9, SEARCH_STEP_MM)
+        ts = np.clip(t_mid + offsets, 0.0, line.length_mm)
+        areas = []
+        for t in ts:
+            s = measure_plane(
+                field_, line.points(t)[0], line.normals(t)[0], ap_hint, step_mm=step_mm, with_outline=False
+            )
+            areas.append(s.area_mm2 if isinstance(s, PlaneSection) else np.nan)
+        areas_arr = np.asarray(areas, dtype=float)
+        lv.search = list(zip(ts.tolist(), areas_arr.tolist()))
+        if not np.isfinite(areas_arr).any():
+            lv.reason = mid if isinstance(mid, str) else "the planes of this disc space miss the dural sac"
+            continue
+        best = int(np.nanargmin(areas_arr))
+        lv.t_min_mm = float(ts[best])
+        section = measure_plane(field_, line.points(ts[best])[0], line.normals(ts[best])[0], ap_hint, step_mm=step_mm)
+        if not isinstance(section, PlaneSection):  # pragma: no cover - the same plane was just measured
+            lv.reason = section
+            continue
+        lv.minimum = section
+        lv.status = "measured"
+        if section.cut_by_field_of_view:
+            lv.quality_warnings.append(
+                "the dural sac section is cut by the edge of the image's field of view: the area is a lower bound"
+            )
+        if section.other_area_mm2 > 0.1 * section.area_mm2:
+            lv.quality_warnings.append(
+                f"the dural sac is in several pieces in the measurement plane ({section.other_area_mm2:.0f} mm2 "
+                "outside the measured piece): check the segmentation (holes, a missing cord label)"
+            )
+        warnings.extend(f"{name}: {text}." for text in lv.quality_warnings)
+        # uncertainty: boundary term + slice-thickness term from the profile's slope and curvature
+        e = float(voxel_size_along(labels, section.normal_ras[None, :])[0])
+        finite = np.isfinite(areas_arr)
+        slope = curvature = 0.0
+        if finite.sum() >= 5:
+            grad = np.gradient(np.where(finite, areas_arr, np.nanmean(areas_arr)), SEARCH_STEP_MM)
+            grad2 = np.gradient(grad, SEARCH_STEP_MM)
+            lo, hi = max(0, best - 2), min(len(ts), best + 3)
+            slope = float(np.nanmean(np.abs(grad[lo:hi])))
+            curvature = float(np.nanmean(np.abs(grad2[lo:hi])))
+        lv.boundary_sd_mm2 = section.area_sd_mm2
+        lv.slice_sd_mm2 = e / math.sqrt(12.0) * slope + e * e / 24.0 * curvature
+        lv.area_sd_mm2 = math.hypot(lv.boundary_sd_mm2, lv.slice_sd_mm2)
+        lv.grade = grade_value(section.area_mm2, thresholds.area_moderate_mm2, thresholds.area_severe_mm2)
+        lv.confidence, lv.borderline = confidence(
+            section.area_mm2, lv.area_sd_mm2, thresholds.area_moderate_mm2, thresholds.area_severe_mm2
+        )
+        lv.probabilities = class_probabilities(
+            section.area_mm2, lv.area_sd_mm2, thresholds.area_moderate_mm2, thresholds.area_severe_mm2
+        )
+        lv.ap_grade = grade_value(section.ap_diameter_mm, thresholds.ap_moderate_mm, thresholds.ap_severe_mm)
+        lv.ap_confidence, _ = confidence(
+            section.ap_diameter_mm, section.ap_sd_mm, thresholds.ap_moderate_mm, thresholds.ap_severe_mm
+        )
+        # the routine read: the acquired slice nearest the mid-level point
+        if not axial_ok:
+            lv.axial_reason = axial_why
+        else:
+            sl = measure_acquired_slice(axial_grid, centre)
+            if isinstance(sl, SliceSection):
+                lv.axial = sl
+            else:
+                lv.axial_reason = sl
+        if lv.truncated:
+            warnings.append(f"The disc {name} is cut by the field of view: its level may be placed inaccurately.")
+
+    # -------------------------------------------------------------- references
+    report(0.75, "measuring the mid-vertebral reference planes")
+    references: list[ReferenceResult] = []
+    level_t = {lv.level: lv.t_mid_mm for lv in levels if math.isfinite(lv.t_mid_mm)}
+    disc_names = [d.name for d in anatomy.discs]
+    for vertebra in anatomy.vertebrae:
+        if vertebra.label == 50:  # the sacrum: no mid-vertebral canal reference
+            continue
+        above = next((n for n in disc_names if n.endswith("-" + vertebra.name)), None)
+        below = next((n for n in disc_names if n.startswith(vertebra.name + "-")), None)
+        ts_ = [level_t[n] for n in (above, below) if n in level_t]
+        if not anatomy.numbered:
+            ts_ = []
+        t_ref = float(np.mean(ts_)) if len(ts_) == 2 else line.nearest(np.asarray(vertebra.centroid_ras))
+        if t_ref <= 0.0 or t_ref >= line.length_mm:
+            references.append(ReferenceResult(vertebra.name, t_ref, None, "at the end of the dural sac"))
+            continue
+        section = measure_plane(field_, line.points(t_ref)[0], line.normals(t_ref)[0], step_mm=step_mm)
+        if isinstance(section, PlaneSection):
+            references.append(ReferenceResult(vertebra.name, t_ref, section))
+        else:
+            references.append(ReferenceResult(vertebra.name, t_ref, None, section))
+    normal_refs = [r for r in references if r.section is not None and r.area_mm2 >= thresholds.area_moderate_mm2]
+    for lv in levels:
+        if not lv.measured:
+            continue
+        if normal_refs:
+            lv.reference = min(normal_refs, key=lambda r: abs(r.t_mm - lv.t_min_mm))
+        else:
+            lv.reference_note = (
+                "no mid-vertebral reference plane has a normal area (>= the moderate threshold): no ratio"
+            )
+
+    # ----------------------------------------------------------------- profile
+    report(0.85, "measuring the area along the canal")
+    ts_profile = [float(t) for t in line.sample(PROFILE_STEP_MM)]
+    areas_profile = []
+    for t in ts_profile:
+        check_cancel(cancel, "Stenosis grading")
+        s = measure_plane(field_, line.points(t)[0], line.normals(t)[0], step_mm=0.4, with_outline=False)
+        areas_profile.append(s.area_mm2 if isinstance(s, PlaneSection) else np.nan)
+    for lv in levels:
+        for t, a in lv.search:
+            ts_profile.append(t)
+            areas_profile.append(a)
+    order = np.argsort(ts_profile)
+    spacing = tuple(round(float(s), 4) for s in labels.spacing)
+    method = {
+        "centreline": line.source + " (cubic smoothing spline)",
+        "plane": "perpendicular to the centreline through the centreline point nearest the disc centroid; minimum "
+        f"area searched every {SEARCH_STEP_MM} mm over +-half the disc height along the centreline",
+        "area": "partial-volume area of the trilinearly interpolated dural sac mask (labels 1 + 2) in the plane, "
+        f"in-plane step {step_mm} mm",
+        "ap_diameter": "chord through the section centroid towards the disc, 0.5 crossings of the interpolated mask",
+        "transverse_width": "chord through the section centroid along ap x normal (patient right)",
+        "uncertainty": "boundary offset of 1/sqrt(12) voxel along the outline normal, integrated over the outline, "
+        "plus a slice-thickness term from the area profile; confidence = Phi(|area - nearest threshold| / sd)",
+        "axial_slice_area": "sac pixel count x pixel area on the acquired slice nearest the mid-level point",
+        "label_spacing_mm": spacing,
+    }
+    report(1.0, "graded")
+    return GradingResult(
+        levels=levels,
+        references=references,
+        centreline=line,
+        profile_t_mm=np.asarray(ts_profile)[order],
+        profile_area_mm2=np.asarray(areas_profile, dtype=float)[order],
+        thresholds=thresholds,
+        warnings=warnings,
+        method=method,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def table_rows(result: GradingResult) -> list[dict[str, Any]]:
+    """One flat row per level for a table (numbers as float, NaN where not measured)."""
+    rows = []
+    nan = float("nan")
+    for lv in result.levels:
+        d = lv.to_dict()
+        s = lv.minimum
+        centre = s.center_ras if s is not None else [nan] * 3
+        normal = s.normal_ras if s is not None else [nan] * 3
+        rows.append(
+            {
+                "level": lv.level,
+                "dural_sac_area_mm2": nan if d["dural_sac_area_mm2"] is None else d["dural_sac_area_mm2"],
+                "axial_slice_area_mm2": nan if d["axial_slice_area_mm2"] is None else d["axial_slice_area_mm2"],
+                "ap_diameter_mm": nan if d["ap_diameter_mm"] is None else d["ap_diameter_mm"],
+                "transverse_width_mm": nan if d["transverse_width_mm"] is None else d["transverse_width_mm"],
+                "grade": RSNA_LABELS.get(lv.grade or "", "not measured"),
+                "central_canal_grade": lv.grade or "",
+                "ap_grade": RSNA_LABELS.get(lv.ap_grade or "", "not measured"),
+                "confidence": nan if lv.confidence is None else round(lv.confidence, 3),
+                "borderline": "" if lv.borderline is None else ("yes" if lv.borderline else "no"),
+                "area_ratio_to_reference": nan
+                if d["area_ratio_to_reference"] is None
+                else d["area_ratio_to_reference"],
+                "rsna_target": rsna_target(lv.level) or "",
+                "center_r": round(float(centre[0]), 2),
+                "center_a": round(float(centre[1]), 2),
+                "center_s": round(float(centre[2]), 2),
+                "normal_r": round(float(normal[0]), 4),
+                "normal_a": round(float(normal[1]), 4),
+                "normal_s": round(float(normal[2]), 4),
+                "note": "; ".join([lv.reason] if lv.reason else lv.quality_warnings),
+            }
+        )
+    return rows
+
+
+def grade_levels(labels, thresholds: GradingThresholds | None = None) -> list[dict[str, Any]]:
+    """Grade a label map in the TotalSpineSeg convention; one table row per disc level found.
+
+    The label-map entry point of the Slicer module: the map becomes a
+    :class:`~lumbarspine.anatomy.model.SpineAnatomy` (names as imported) and goes through
+    :func:`grade_anatomy`; levels whose disc is absent are left out here (the full report lists them).
+
+    Raises:
+        ValueError: not a label map, labels outside TotalSpineSeg or no lumbar disc (unknown label
+            convention), or no canal label ("No canal found").
+    """
+    from ..anatomy.build import anatomy_from_labels
+    from ..labels import DISC_LABELS, check_totalspineseg
+    from ..volume import validate_label_volume
+
+    validate_label_volume(labels)
+    present = set(int(v) for v in np.unique(np.asarray(labels.array)))
+    check_totalspineseg(present)
+    if not any(DISC_LABELS[level] in present for level in DISC_LEVELS):
+        raise ValueError(
+            "No lumbar disc labels (92-95, 100 in the TotalSpineSeg convention) in the label map, which holds "
+            f"{sorted(v for v in present if v)}: unknown label convention? Convert the labels to TotalSpineSeg."
+        )
+    if not present & set(SAC_LABELS):
+        raise ValueError(
+            f"No canal found: labels 1/2 (spinal cord / canal, TotalSpineSeg) are not in the label map, which holds "
+            f"{sorted(v for v in present if v)}. Segment the canal (e.g. with TotalSpineSeg) or convert the labels."
+        )
+    anatomy = anatomy_from_labels(labels, numbering="imported", source="label map")
+    result = grade_anatomy(anatomy, thresholds=thresholds)
+    return [row for row, lv in zip(table_rows(result), result.levels) if lv.status != "outside field of view"]
