@@ -26,7 +26,7 @@ from .backend import BACKEND_CHOICES, BackendUnavailableError
 
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("lumbarspine.planning.command",)
 """Library modules that add a subcommand each (``segment``, ``grade``, ``plan``, ...).
 
 Each module defines ``NAME`` (the subcommand), ``add_parser(subparsers) -> ArgumentParser`` and
