@@ -51,9 +51,10 @@ def mask_surface(grid: Volume, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray
     verts_kji, faces, _, _ = marching_cubes(crop, level=0.5)
     verts_kji = verts_kji + lo[None, :] - 1.0
     verts = grid.ijk_to_ras_points(verts_kji[:, ::-1])
-    # marching_cubes winds triangles outward in (k, j, i); the map to RAS swaps k and i (det -1) and
-    # applies the direction matrix: flip the winding when the total map is orientation-reversing
-    if np.linalg.det(grid.direction) > 0:
+    # skimage's winding is inward-facing in (k, j, i) index space for a bright object; the map to RAS
+    # swaps k and i (det -1) and applies the direction matrix, so on a right-handed grid the winding
+    # comes out outward and on a left-handed one it must be flipped (checked by a test: signed volume > 0)
+    if np.linalg.det(grid.direction) < 0:
         faces = faces[:, ::-1]
     return verts, np.ascontiguousarray(faces)
 
