@@ -15,7 +15,7 @@ from typing import Any
 from .labels import SPINAL_CANAL
 from .progress import CancelCallback, ProgressCallback, check_cancel
 
-__all__ = ["run_demo", "DEFAULT_DEMO_FILTER"]
+__all__ = ["run_demo", "plan_study", "DEFAULT_DEMO_FILTER"]
 
 
 DEFAULT_DEMO_FILTER: tuple[str, dict[str, float]] = ("gaussian", {"sigma": 1.0})
@@ -24,6 +24,15 @@ DEFAULT_DEMO_FILTER: tuple[str, dict[str, float]] = ("gaussian", {"sigma": 1.0})
 
 def _noop(fraction: float, message: str) -> None:
     pass
+
+
+def plan_study(out_dir: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]:
+    """The surgical plan of one study: see :func:`lumbarspine.planning.study.plan_study` (same arguments:
+    ``image=None, segmentation=None, convention="auto", grades=None, coordinates="RAS", progress=None,
+    cancel=None`` ...). Plain and Dask-mappable: ``client.map(plan_study, out_dirs, image=images)``."""
+    from .planning.study import plan_study as _plan_study
+
+    return _plan_study(out_dir, **kwargs)
 
 
 def run_demo(
