@@ -60,8 +60,13 @@ def load_inputs(
     if isinstance(segmentation, SpineAnatomy):
         return volume, segmentation
     if segmentation is None:
-        from ..anatomy.segment import segment_image  # lands with the segmentation work (lazy import)
-
+        try:
+            from ..anatomy.segment import segment_image  # lands with the segmentation work (lazy import)
+        except ImportError as exc:
+            raise ValueError(
+                "Automatic segmentation is not available in this installation (lumbarspine.anatomy.segment): "
+                "give a segmentation (--segmentation SEG) to plan on."
+            ) from exc
         return volume, segment_image(volume, progress=progress, cancel=cancel)
     try:
         from ..anatomy.importers import load_segmentation
