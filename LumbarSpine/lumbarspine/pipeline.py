@@ -23,7 +23,7 @@ from .labels import EPIDURAL_FAT, SPINAL_CANAL
 from .progress import CancelCallback, ProgressCallback, check_cancel
 from .safe_write import OutputError, write_json
 
-__all__ = ["run_demo", "check_demo_arguments", "DEFAULT_DEMO_FILTER"]
+__all__ = ["run_demo", "check_demo_arguments", "plan_study", "DEFAULT_DEMO_FILTER"]
 
 
 DEFAULT_DEMO_FILTER: tuple[str, dict[str, float]] = ("gaussian", {"sigma": 1.0})
@@ -109,6 +109,15 @@ def _grade_demo(phantom: Any, modality: str, out: Path, scene: Any, cancel: Canc
             )
     add_grading_to_scene(result, scene, labels=anatomy.labels, surfaces=False)
     return {"paths": paths, "levels": report["levels"]}
+
+
+def plan_study(out_dir: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]:
+    """The surgical plan of one study: see :func:`lumbarspine.planning.study.plan_study` (same arguments:
+    ``image=None, segmentation=None, convention="auto", grades=None, coordinates="RAS", progress=None,
+    cancel=None`` ...). Plain and Dask-mappable: ``client.map(plan_study, out_dirs, image=images)``."""
+    from .planning.study import plan_study as _plan_study
+
+    return _plan_study(out_dir, **kwargs)
 
 
 def run_demo(

@@ -99,8 +99,16 @@ def pedicle_axis(v: VertebraDims, side: int) -> tuple[np.ndarray, np.ndarray, np
 
 
 def pedicle_front_length(v: VertebraDims) -> float:
-    """Pedicle length anterior to the isthmus along its axis (mm): it reaches 6 mm into the body."""
-    return (CANAL_SEMI_AP_MM + 6.0 - v.pedicle_w) / math.cos(math.radians(v.medial_angle_deg))
+    """Pedicle length anterior to the isthmus along its axis (mm): it reaches 6 mm into the body.
+
+    "Into the body" is measured where the pedicle's lateral wall meets the body's (elliptic, curved)
+    posterior surface, not on the mid-line, so the tube never ends short of the body and leaves a
+    notch at the pedicle-body junction (bone is continuous there, as in a real vertebra).
+    """
+    cos_a = math.cos(math.radians(v.medial_angle_deg))
+    u_lateral = min(v.pedicle_u + v.pedicle_width / 2 + 3.0, 0.98 * v.body_semi_lateral)
+    w_surface = v.body_w_center - v.body_semi_ap * math.sqrt(1.0 - (u_lateral / v.body_semi_lateral) ** 2)
+    return (max(CANAL_SEMI_AP_MM, w_surface) + 6.0 - v.pedicle_w) / cos_a
 
 
 def _vertebra_depth(

@@ -1,4 +1,4 @@
-"""Surgical planning volumes: for now the no-go zone around the neural elements.
+"""The no-go zone around the neural elements.
 
 The no-go zone is every voxel within ``margin_mm`` (Euclidean distance in mm, spacing-aware) of
 the neural elements of a TotalSpineSeg label map: the spinal cord (1) and the spinal canal /
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .labels import SPINAL_CANAL, SPINAL_CORD, check_totalspineseg
-from .volume import Volume, validate_label_volume
+from ..labels import SPINAL_CANAL, SPINAL_CORD, check_totalspineseg
+from ..volume import Volume, validate_label_volume
 
-__all__ = ["NO_GO_ZONE", "NEURAL_LABELS", "no_go_zone"]
+__all__ = ["NO_GO_ZONE", "NEURAL_LABELS", "DEFAULT_MARGIN_MM", "no_go_zone", "neural_mask"]
 
 NO_GO_ZONE = 1
 """Label value of the no-go zone in the label map :func:`no_go_zone` returns."""
@@ -70,3 +70,8 @@ def no_go_zone(
         distance = ndimage.distance_transform_edt(~neural[box], sampling=spacing_kji)
         zone[box] = distance <= margin
     return label_volume.with_array(zone.astype(np.uint8) * NO_GO_ZONE, is_label=True, name="no_go_zone")
+
+
+def neural_mask(labels: Volume, neural_labels: tuple[int, ...] = NEURAL_LABELS) -> np.ndarray:
+    """Boolean ``[k, j, i]`` mask of the neural elements (no convention check: unnumbered ids allowed)."""
+    return np.isin(np.asarray(labels.array), np.asarray(neural_labels))

@@ -1,0 +1,333 @@
+"""Evaluate any screw trajectory: breach outside the bone, Gertzbein-Robbins grade, distance to the
+neural elements and to the no-go zone.
+
+The screw is a cylinder of the given diameter from ``entry`` to ``tip`` (RAS mm). Its **surface** is
+sampled (rings every :data:`RING_STEP_MM` along the axis, :data:`RING_POINTS` points around each),
+not its axis, and each point is looked up in the signed distance map (mm) of the vertebra's label
+(:mod:`lumbarspine.planning.distance`: RAS -> continuous IJK through the grid's own matrix,
+trilinear, spacing-aware). The breach is the largest distance of a surface point outside the bone.
+The part of the screw behind the bone (the head side, before the screw's axis first enters the
+bone) is not counted: a screw whose entry point sits on or just off the bone surface does not
+breach by that. Grades after Gertzbein & Robbins (``shared/docs/clinical-reference.md``):
+A 0 mm, B < 2 mm, C 2 to < 4 mm, D 4 to < 6 mm, E >= 6 mm; A and B are counted acceptable.
+
+Distance to the dural sac: the smallest distance from the screw's surface to the neural elements
+(cord 1, dural sac 2), from their signed distance map; 0 when the screw touches or enters them.
+Distance to the no-go zone = that distance minus the zone's margin (the zone *is* the neural
+elements grown by the margin, :func:`lumbarspine.planning.no_go.no_go_zone`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..anatomy.model import SpineAnatomy
+from .distance import DistanceMap, signed_distance_map
+from .no_go import DEFAULT_MARGIN_MM, NEURAL_LABELS
+
+__all__ = [
+    "GR_LIMITS_MM",
+    "gertzbein_robbins",
+    "evaluate_screw",
+    "evaluate_line_markup",
+    "observe_line_markup",
+    "PlanningMaps",
+    "screw_surface_points",
+    "RING_STEP_MM",
+    "RING_POINTS",
+]
+
+GR_LIMITS_MM: tuple[tuple[str, float], ...] = (("B", 2.0), ("C", 4.0), ("D", 6.0))
+"""Gertzbein-Robbins upper limits (mm, exclusive): breach 0 -> A, < 2 -> B, < 4 -> C, < 6 -> D, else E
+(Gertzbein & Robbins 1990; ``shared/docs/clinical-reference.md``)."""
+
+ACCEPTABLE_GRADES = ("A", "B")
+"""Grades counted acceptable (clinical-reference.md)."""
+
+RING_STEP_MM = 0.5
+"""Spacing (mm) of the sampled rings along the screw axis."""
+RING_POINTS = 24
+"""Points sampled around each ring of the screw surface."""
+
+NEURAL_MAP_MARGIN_MM = 40.0
+"""Distances to the neural elements are exact up to this far (mm); beyond it they read as at least this."""
+
+# Node attributes written on a screw's line markup (read back by the Slicer module).
+ATTR_DIAMETER = "LumbarSpine.DiameterMm"
+ATTR_VERTEBRA = "LumbarSpine.Vertebra"
+ATTR_SIDE = "LumbarSpine.Side"
+ATTR_BREACH = "LumbarSpine.BreachMm"
+ATTR_GRADE = "LumbarSpine.GertzbeinRobbins"
+ATTR_SAC = "LumbarSpine.MinDistanceToDuralSacMm"
+MODEL_REFERENCE_ROLE = "LumbarSpine.ScrewModel"
+
+
+def gertzbein_robbins(breach_mm: float) -> str:
+    """Gertzbein-Robbins grade of a breach in mm (:data:`GR_LIMITS_MM`): ``"A"`` only for 0 mm."""
+    breach = float(breach_mm)
+    if not np.isfinite(breach) or breach < 0:
+        raise ValueError(f"A breach is a distance of 0 mm or more; got {breach_mm!r}.")
+    if breach == 0.0:
+        return "A"
+    for grade, limit in GR_LIMITS_MM:
+        if breach < limit:
+            return grade
+    return "E"
+
+
+@dataclass(eq=False)
+class PlanningMaps:
+    """Distance maps of one anatomy, computed on first use and kept for the next screw.
+
+    Pass one instance to several :func:`evaluate_screw` calls (the planner does); it holds no global
+    state and may be dropped any time.
+    """
+
+    anatomy: SpineAnatomy
+    neural_labels: tuple[int, ...] = NEURAL_LABELS
+    _bone: dict[int, DistanceMap] = field(default_factory=dict)
+    _neural: DistanceMap | None = None
+    _neural_done: bool = False
+
+    def bone(self, label: int) -> DistanceMap:
+        """Signed distance map (mm) of vertebra ``label``."""
+        if label not in self._bone:
+            mask = np.asarray(self.anatomy.labels.array) == label
+            if not mask.any():
+                raise ValueError(f"Label {label} is not in the label map: no such vertebra to evaluate against.")
+            self._bone[label] = signed_distance_map(self.anatomy.labels, mask)
+        return self._bone[label]
+
+    def set_bone(self, label: int, sdf: DistanceMap) -> None:
+        """Reuse a map computed elsewhere (the vertebra frame's)."""
+        self._bone[label] = sdf
+
+    def neural(self) -> DistanceMap | None:
+        """Signed distance map (mm) of the neural elements, or None when none is labelled."""
+        if not self._neural_done:
+            mask = np.isin(np.asarray(self.anatomy.labels.array), np.asarray(self.neural_labels))
+            self._neural = signed_distance_map(self.anatomy.labels, mask, NEURAL_MAP_MARGIN_MM) if mask.any() else None
+            self._neural_done = True
+        return self._neural
+
+
+def _perpendicular_basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    helper = np.array([0.0, 0.0, 1.0]) if abs(direction[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    e1 = np.cross(direction, helper)
+    e1 /= np.linalg.norm(e1)
+    return e1, np.cross(direction, e1)
+
+
+def screw_surface_points(
+    entry_ras: np.ndarray, tip_ras: np.ndarray, diameter_mm: float, step_mm: float = RING_STEP_MM, n: int = RING_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points on the screw's cylindrical surface: ``(rings, n, 3)`` RAS mm, and the axis points ``(rings, 3)``."""
+    entry = np.asarray(entry_ras, float).reshape(3)
+    tip = np.asarray(tip_ras, float).reshape(3)
+    axis = tip - entry
+    length = float(np.linalg.norm(axis))
+    if length < 1e-6:
+        raise ValueError("The screw's entry and tip are the same point: give two different points.")
+    direction = axis / length
+    e1, e2 = _perpendicular_basis(direction)
+    t = np.linspace(0.0, length, max(int(np.ceil(length / step_mm)) + 1, 2))
+    theta = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+    ring = np.cos(theta)[:, None] * e1[None, :] + np.sin(theta)[:, None] * e2[None, :]
+    centres = entry[None, :] + t[:, None] * direction[None, :]
+    surface = centres[:, None, :] + 0.5 * float(diameter_mm) * ring[None, :, :]
+    return surface, centres
+
+
+def _which_vertebra(anatomy: SpineAnatomy, centres: np.ndarray) -> Any:
+    known = {v.label: v for v in anatomy.vertebrae}
+    if not known:
+        raise ValueError("The anatomy has no vertebra to evaluate a screw against.")
+    values = anatomy.labels.sample_nearest_ras(centres)
+    hits = [int(v) for v in values if int(v) in known]
+    if hits:
+        label = max(set(hits), key=hits.count)
+        return known[label]
+    middle = centres[len(centres) // 2]
+    return min(known.values(), key=lambda v: float(np.linalg.norm(np.asarray(v.centroid_ras) - middle)))
+
+
+def evaluate_screw(
+    anatomy: SpineAnatomy,
+    entry_ras: Any,
+    tip_ras: Any,
+    diameter_mm: float,
+    *,
+    vertebra: str | None = None,
+    no_go_margin_mm: float = DEFAULT_MARGIN_MM,
+    maps: PlanningMaps | None = None,
+) -> dict[str, Any]:
+    """Breach, Gertzbein-Robbins grade and distances to the neural elements of one screw.
+
+    Args:
+        anatomy: the spine (its label map holds the vertebrae and the dural sac).
+        entry_ras, tip_ras: the screw's ends (RAS mm, Slicer's patient coordinates).
+        diameter_mm: outer thread diameter (mm), 1 to 15.
+        vertebra: name of the vertebra the screw is meant for (default: the one most of its axis
+            passes through).
+        no_go_margin_mm: margin of the no-go zone (mm, :data:`lumbarspine.planning.no_go.DEFAULT_MARGIN_MM`).
+        maps: cached distance maps (:class:`PlanningMaps`) to reuse between screws.
+
+    Returns:
+        ``vertebra``, ``length_mm``, ``diameter_mm``, ``breach_mm`` (largest distance of the screw's
+        surface outside the bone, mm), ``gertzbein_robbins``, ``acceptable`` (A or B),
+        ``surface_in_bone_fraction``, ``min_distance_to_dural_sac_mm`` (None without a sac label),
+        ``min_distance_to_no_go_zone_mm``, ``enters_no_go_zone``, ``enters_dural_sac``.
+
+    Raises:
+        ValueError: equal end points, a diameter out of range, an unknown vertebra name.
+    """
+    if not isinstance(anatomy, SpineAnatomy):
+        raise ValueError(f"evaluate_screw needs a SpineAnatomy; got {type(anatomy).__name__}.")
+    diameter = float(diameter_mm)
+    if not np.isfinite(diameter) or not 1.0 <= diameter <= 15.0:
+        raise ValueError(f"The screw diameter must be between 1 and 15 mm; got {diameter_mm!r}.")
+    entry = np.asarray(entry_ras, float).reshape(3)
+    tip = np.asarray(tip_ras, float).reshape(3)
+    if not (np.all(np.isfinite(entry)) and np.all(np.isfinite(tip))):
+        raise ValueError("The screw's entry and tip must be finite RAS coordinates in mm.")
+    maps = maps if maps is not None else PlanningMaps(anatomy)
+    surface, centres = screw_surface_points(entry, tip, diameter)
+    if vertebra is None:
+        info = _which_vertebra(anatomy, centres)
+    else:
+        info = anatomy.vertebra(vertebra)
+        if info is None:
+            names = ", ".join(v.name for v in anatomy.vertebrae)
+            raise ValueError(f"No vertebra {vertebra!r} in the anatomy; it has {names}.")
+    bone = maps.bone(info.label)
+    axis_depth = bone.sample(centres)
+    surface_depth = bone.sample(surface.reshape(-1, 3)).reshape(surface.shape[:2])
+    entered = np.flatnonzero(axis_depth > 0)
+    first = int(entered[0]) if entered.size else 0
+    counted = surface_depth[first:]
+    breach = float(max(0.0, -float(counted.min())))
+    breach = round(breach, 2)
+    in_bone = float((counted >= 0).mean())
+    result: dict[str, Any] = {
+        "vertebra": info.name,
+        "entry_ras": [round(float(c), 3) for c in entry],
+        "tip_ras": [round(float(c), 3) for c in tip],
+        "length_mm": round(float(np.linalg.norm(tip - entry)), 2),
+        "diameter_mm": diameter,
+        "breach_mm": breach,
+        "gertzbein_robbins": gertzbein_robbins(breach),
+        "surface_in_bone_fraction": round(in_bone, 4),
+        "min_distance_to_dural_sac_mm": None,
+        "min_distance_to_no_go_zone_mm": None,
+        "enters_dural_sac": False,
+        "enters_no_go_zone": False,
+        "no_go_margin_mm": float(no_go_margin_mm),
+    }
+    result["acceptable"] = result["gertzbein_robbins"] in ACCEPTABLE_GRADES
+    neural = maps.neural()
+    if neural is not None:
+        # distance from the surface = distance from the axis minus the radius (exact for a cylinder)
+        gap = float((-neural.sample(centres)).min()) - 0.5 * diameter
+        result["min_distance_to_dural_sac_mm"] = round(max(gap, 0.0), 2)
+        result["enters_dural_sac"] = bool(gap <= 0.0)
+        result["min_distance_to_no_go_zone_mm"] = round(max(gap - float(no_go_margin_mm), 0.0), 2)
+        result["enters_no_go_zone"] = bool(gap - float(no_go_margin_mm) <= 0.0)
+    return result
+
+
+GRADE_COLORS: dict[str, tuple[float, float, float]] = {
+    "A": (0.15, 0.75, 0.25),
+    "B": (0.65, 0.85, 0.2),
+    "C": (1.0, 0.75, 0.1),
+    "D": (1.0, 0.45, 0.1),
+    "E": (0.9, 0.1, 0.1),
+}
+"""Display colour (RGB 0-1) of a screw by its Gertzbein-Robbins grade."""
+
+
+def evaluate_line_markup(
+    node: Any,
+    anatomy: SpineAnatomy,
+    *,
+    diameter_mm: float | None = None,
+    maps: PlanningMaps | None = None,
+    no_go_margin_mm: float = DEFAULT_MARGIN_MM,
+) -> dict[str, Any]:
+    """Re-evaluate the screw a line markup stands for (the Slicer module calls this when it moves).
+
+    Control point 0 is the entry, 1 the tip (world RAS). The diameter comes from ``diameter_mm`` or
+    the node's ``LumbarSpine.DiameterMm`` attribute. The result is written back on the node
+    (attributes ``LumbarSpine.BreachMm``, ``LumbarSpine.GertzbeinRobbins``,
+    ``LumbarSpine.MinDistanceToDuralSacMm``), the line is coloured by grade, and a screw model
+    referenced by the role ``LumbarSpine.ScrewModel`` is moved to the new line and recoloured.
+
+    Raises:
+        ValueError: not a line markup with two control points, or no diameter.
+    """
+    if node is None or not node.IsA("vtkMRMLMarkupsLineNode"):
+        raise ValueError("A line markup (vtkMRMLMarkupsLineNode) with the screw's entry and tip is needed.")
+    if node.GetNumberOfControlPoints() < 2:
+        raise ValueError(f"Line {node.GetName()!r} needs two control points (entry, tip).")
+    if diameter_mm is None:
+        text = node.GetAttribute(ATTR_DIAMETER)
+        if not text:
+            raise ValueError(f"Line {node.GetName()!r} has no screw diameter: pass diameter_mm or set {ATTR_DIAMETER}.")
+        diameter_mm = float(text)
+    entry = np.zeros(3)
+    tip = np.zeros(3)
+    node.GetNthControlPointPositionWorld(0, entry)
+    node.GetNthControlPointPositionWorld(1, tip)
+    vertebra = node.GetAttribute(ATTR_VERTEBRA) or None
+    if vertebra is not None and anatomy.vertebra(vertebra) is None:
+        vertebra = None
+    result = evaluate_screw(
+        anatomy, entry, tip, float(diameter_mm), vertebra=vertebra, maps=maps, no_go_margin_mm=no_go_margin_mm
+    )
+    node.SetAttribute(ATTR_DIAMETER, f"{float(diameter_mm):g}")
+    node.SetAttribute(ATTR_BREACH, f"{result['breach_mm']:.2f}")
+    node.SetAttribute(ATTR_GRADE, result["gertzbein_robbins"])
+    sac = result["min_distance_to_dural_sac_mm"]
+    node.SetAttribute(ATTR_SAC, "" if sac is None else f"{sac:.2f}")
+    color = GRADE_COLORS[result["gertzbein_robbins"]]
+    display = node.GetDisplayNode()
+    if display is not None:
+        display.SetSelectedColor(*color)
+        display.SetColor(*color)
+    model = node.GetNodeReference(MODEL_REFERENCE_ROLE)
+    if model is not None:
+        from .scene import screw_polydata
+
+        model.SetAndObservePolyData(screw_polydata(entry, tip, float(diameter_mm)))
+        if model.GetDisplayNode() is not None:
+            model.GetDisplayNode().SetColor(*color)
+    return result
+
+
+def observe_line_markup(
+    node: Any,
+    anatomy: SpineAnatomy,
+    *,
+    maps: PlanningMaps | None = None,
+    on_result: Any = None,
+    no_go_margin_mm: float = DEFAULT_MARGIN_MM,
+) -> int:
+    """Re-evaluate ``node`` (see :func:`evaluate_line_markup`) whenever a control point moves.
+
+    Returns the VTK observer tag (remove it with ``node.RemoveObserver(tag)``). ``on_result(node,
+    result)`` is called after each evaluation (the module refreshes its screw table there).
+    """
+    import slicer
+
+    maps = maps if maps is not None else PlanningMaps(anatomy)
+
+    def _moved(caller: Any, event: Any) -> None:
+        if caller.GetNumberOfControlPoints() < 2:
+            return
+        result = evaluate_line_markup(caller, anatomy, maps=maps, no_go_margin_mm=no_go_margin_mm)
+        if on_result is not None:
+            on_result(caller, result)
+
+    return node.AddObserver(slicer.vtkMRMLMarkupsNode.PointModifiedEvent, _moved)

@@ -1,0 +1,770 @@
+"""Pedicle screws sized to the patient, from the vertebra instance masks alone.
+
+For every lumbar vertebra present (L1-L5) and S1, on each side:
+
+1. **Frame** (:mod:`lumbarspine.planning.frame`): body centre, endplate normal (superior), canal
+   centre (vertebral foramen), anterior and right axes.
+2. **Pedicle**: planes perpendicular to the anterior axis, from the body's posterior wall back to the
+   canal centre, cut the bone lateral to the canal on that side; there the only bone joining the body
+   to the posterior elements is the pedicle, and its section centroids give a first pedicle axis.
+   Sections perpendicular to that axis, every :data:`SECTION_STEP_MM`, are then measured; the
+   narrowest one (width across the pedicle in the vertebra's transverse plane) is the **isthmus**, and
+   the line fitted through the section centroids around it is the **pedicle axis** (repeated twice).
+   S1 has no slender pedicle: its "pedicle" is the bone within :data:`S1_PEDICLE_LATERAL_MM` lateral
+   of the canal, and its screw converges by :attr:`PlanningParameters.s1_medial_angle_deg`
+   (25-30 deg toward the promontory, clinical-reference.md).
+3. **Trajectory** (:data:`TRAJECTORIES`; default ``"pedicle-axis"``): the straight line along the
+   pedicle's own axis through the isthmus centre. This is the anatomical trajectory whose medial
+   angulation the reference values describe (about 5 deg x level number, L1 5 deg ... L5 25 deg,
+   Dickman 1992, ``shared/docs/clinical-reference.md``): the planner measures the patient's pedicle
+   instead of assuming the average. ``"pedicle-triangle"``: from the vertebra's anterior point
+   (anterior cortex on the mid-line) through the isthmus centre. ``"roy-camille"``, ``"magerl"``,
+   ``"weinstein"``: the classic entry points (clinical-reference.md), which need the sub-regions
+   (articular and transverse processes); without them the screw is refused with that reason.
+4. **Diameter**: the largest of :attr:`PlanningParameters.diameters_mm` at most
+   :attr:`PlanningParameters.max_diameter_fraction` (80 %) of the isthmus width (clinical-reference.md).
+5. **Entry**: going back from the isthmus along the trajectory, the last point where the screw's whole
+   cross-section is still in bone (with :attr:`PlanningParameters.clearance_mm`); the screw head sits on
+   the bone surface just behind it. **Tip**: at :attr:`PlanningParameters.body_depth_fraction` (80 %) of
+   the body depth along the trajectory (a convention, clinical-reference.md), never closer than
+   :attr:`PlanningParameters.anterior_margin_mm` to the anterior cortex and never with the screw's
+   surface outside the bone; the **length** is the longest of :attr:`PlanningParameters.lengths_mm`
+   that ends there.
+
+A side that cannot take a screw (pedicle narrower than the smallest size / 0.8, no pedicle found,
+cut by the field of view, not enough bone for the shortest screw) is refused with its reason.
+Angles are in the vertebra's own frame: ``medial_angle_deg`` is the trajectory's angle toward the
+mid-line from the anterior axis in the transverse (endplate) plane; ``caudal_angle_deg`` its angle
+below that plane (positive: the tip lies caudal to the entry).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..anatomy.model import SpineAnatomy
+from ..progress import CancelCallback, ProgressCallback, check_cancel
+from .evaluate import PlanningMaps, evaluate_screw
+from .frame import VertebraFrame, unit, vertebra_frame
+
+__all__ = [
+    "PlanningParameters",
+    "ScrewPlan",
+    "RefusedScrew",
+    "Isthmus",
+    "SCREW_DIAMETERS_MM",
+    "SCREW_LENGTHS_MM",
+    "TRAJECTORIES",
+    "find_isthmus",
+    "plan_screws",
+    "plan_one_screw",
+    "SIDES",
+]
+
+SCREW_DIAMETERS_MM: tuple[float, ...] = (4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5)
+"""Standard pedicle screw diameters (mm) offered by common lumbar systems."""
+SCREW_LENGTHS_MM: tuple[float, ...] = (30.0, 35.0, 40.0, 45.0, 50.0, 55.0)
+"""Standard lumbar pedicle screw lengths (mm), 5 mm steps."""
+TRAJECTORIES: tuple[str, ...] = ("pedicle-axis", "pedicle-triangle", "roy-camille", "magerl", "weinstein")
+"""Trajectory choices; ``"pedicle-axis"`` is the default (see the module docstring and its source)."""
+SIDES: tuple[str, ...] = ("left", "right")
+LUMBAR_NAMES = ("L1", "L2", "L3", "L4", "L5", "S1")
+
+SECTION_STEP_MM = 0.5
+"""Spacing (mm) of the pedicle sections along its axis."""
+SECTION_PIXEL_MM = 0.4
+"""Pixel size (mm) of a pedicle section."""
+SECTION_HALF_SIZE_MM = 16.0
+"""Half side (mm) of a pedicle section's square; a section touching its edge is not a closed pedicle."""
+PEDICLE_CHORD_FACTOR = 1.2
+"""Chords across the pedicle up to this times the narrowest one count as pedicle when fitting its axis."""
+S1_PEDICLE_LATERAL_MM = 15.0
+"""The S1 'pedicle' is the bone up to this far (mm) lateral of the canal's lateral edge."""
+
+
+@dataclass(frozen=True)
+class PlanningParameters:
+    """Screw sizing rules (defaults and sources: ``shared/docs/clinical-reference.md``).
+
+    Attributes:
+        diameters_mm: available diameters (mm).
+        lengths_mm: available lengths (mm).
+        max_diameter_fraction: the diameter is at most this share of the isthmus width (0.8: "at most
+            about 80 % of the pedicle isthmus width").
+        body_depth_fraction: the tip aims at this share of the body depth along the trajectory, from
+            the body's posterior wall (0.8, a convention).
+        anterior_margin_mm: the tip stays at least this far (mm) behind the anterior cortex.
+        clearance_mm: the screw's surface keeps at least this much bone (mm, signed distance) around it.
+        s1_medial_angle_deg: S1 medial convergence toward the promontory (25-30 deg; 27.5).
+        trajectory: one of :data:`TRAJECTORIES`.
+        sagittal: ``"endplate"`` (default): the screw runs parallel to the vertebra's endplates (the
+            straight-forward sagittal trajectory; the transverse angle is the pedicle's own);
+            ``"pedicle"``: it also follows the pedicle's measured cranio-caudal tilt.
+        no_go_margin_mm: margin (mm) of the no-go zone the screws are checked against.
+    """
+
+    diameters_mm: tuple[float, ...] = SCREW_DIAMETERS_MM
+    lengths_mm: tuple[float, ...] = SCREW_LENGTHS_MM
+    max_diameter_fraction: float = 0.8
+    body_depth_fraction: float = 0.8
+    anterior_margin_mm: float = 3.0
+    clearance_mm: float = 0.25
+    s1_medial_angle_deg: float = 27.5
+    trajectory: str = "pedicle-axis"
+    sagittal: str = "endplate"
+    no_go_margin_mm: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.sagittal not in ("endplate", "pedicle"):
+            raise ValueError(f"sagittal must be 'endplate' or 'pedicle'; got {self.sagittal!r}.")
+        if self.trajectory not in TRAJECTORIES:
+            raise ValueError(f"Unknown trajectory {self.trajectory!r}: choose one of {', '.join(TRAJECTORIES)}.")
+        if not self.diameters_mm or min(self.diameters_mm) <= 0:
+            raise ValueError("diameters_mm must list positive screw diameters in mm.")
+        if not self.lengths_mm or min(self.lengths_mm) <= 0:
+            raise ValueError("lengths_mm must list positive screw lengths in mm.")
+        if not 0.3 <= self.max_diameter_fraction <= 1.0:
+            raise ValueError(f"max_diameter_fraction must be between 0.3 and 1; got {self.max_diameter_fraction}.")
+        if not 0.3 <= self.body_depth_fraction <= 1.0:
+            raise ValueError(f"body_depth_fraction must be between 0.3 and 1; got {self.body_depth_fraction}.")
+        if not 0.0 <= self.s1_medial_angle_deg <= 45.0:
+            raise ValueError(f"s1_medial_angle_deg must be between 0 and 45; got {self.s1_medial_angle_deg}.")
+        object.__setattr__(self, "diameters_mm", tuple(sorted(float(d) for d in self.diameters_mm)))
+        object.__setattr__(self, "lengths_mm", tuple(sorted(float(v) for v in self.lengths_mm)))
+
+    @property
+    def min_isthmus_mm(self) -> float:
+        """Narrowest isthmus (mm) that takes the smallest screw."""
+        return self.diameters_mm[0] / self.max_diameter_fraction
+
+
+@dataclass(frozen=True)
+class Isthmus:
+    """The narrowest section of one pedicle (RAS mm, unit axis pointing anteriorly)."""
+
+    center: np.ndarray
+    axis: np.ndarray
+    width_mm: float
+    height_mm: float
+    across: np.ndarray
+
+
+@dataclass(frozen=True)
+class ScrewPlan:
+    """One planned screw; ``evaluation`` is :func:`evaluate_screw`'s result for it."""
+
+    vertebra: str
+    side: str
+    entry_ras: np.ndarray
+    tip_ras: np.ndarray
+    diameter_mm: float
+    length_mm: float
+    medial_angle_deg: float
+    caudal_angle_deg: float
+    isthmus_width_mm: float
+    isthmus_center_ras: np.ndarray
+    trajectory: str
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.vertebra} {self.side}"
+
+    @property
+    def direction(self) -> np.ndarray:
+        return unit(self.tip_ras - self.entry_ras)
+
+    def to_dict(self) -> dict[str, Any]:
+        def r(values: Any) -> list[float]:
+            return [round(float(v), 3) for v in values]
+
+        ev = self.evaluation
+        return {
+            "vertebra": self.vertebra,
+            "side": self.side,
+            "name": self.name,
+            "entry_ras": r(self.entry_ras),
+            "tip_ras": r(self.tip_ras),
+            "direction_ras": r(self.direction),
+            "diameter_mm": self.diameter_mm,
+            "length_mm": self.length_mm,
+            "medial_angle_deg": round(self.medial_angle_deg, 2),
+            "caudal_angle_deg": round(self.caudal_angle_deg, 2),
+            "isthmus_width_mm": round(self.isthmus_width_mm, 2),
+            "isthmus_center_ras": r(self.isthmus_center_ras),
+            "trajectory": self.trajectory,
+            "breach_mm": ev.get("breach_mm"),
+            "gertzbein_robbins": ev.get("gertzbein_robbins"),
+            "min_distance_to_dural_sac_mm": ev.get("min_distance_to_dural_sac_mm"),
+            "min_distance_to_no_go_zone_mm": ev.get("min_distance_to_no_go_zone_mm"),
+            "enters_no_go_zone": ev.get("enters_no_go_zone"),
+        }
+
+
+@dataclass(frozen=True)
+class RefusedScrew:
+    """A side that cannot take a screw, and why."""
+
+    vertebra: str
+    side: str
+    reason: str
+    isthmus_width_mm: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "vertebra": self.vertebra,
+            "side": self.side,
+            "reason": self.reason,
+            "isthmus_width_mm": None if self.isthmus_width_mm is None else round(self.isthmus_width_mm, 2),
+        }
+
+
+class _Refuse(Exception):
+    def __init__(self, reason: str, width: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.width = width
+
+
+# ------------------------------------------------------------------------------------------- sections
+def _section(
+    frame: VertebraFrame, centre: np.ndarray, e1: np.ndarray, e2: np.ndarray, near: np.ndarray | None = None
+) -> dict[str, Any] | None:
+    """The bone section in the plane spanned by ``e1, e2`` through ``centre``: the 2D component at
+    (or nearest) ``near`` (default the centre). None when no bone, or the piece touches the square's edge."""
+    from scipy import ndimage
+
+    half, px = SECTION_HALF_SIZE_MM, SECTION_PIXEL_MM
+    g = np.arange(-half, half + 1e-9, px)
+    a, b = np.meshgrid(g, g, indexing="ij")
+    points = centre + a.reshape(-1, 1) * e1 + b.reshape(-1, 1) * e2
+    depth = frame.sdf.sample(points).reshape(a.shape)
+    bone = depth > 0
+    if not bone.any():
+        return None
+    lab, n = ndimage.label(bone)
+    target = np.zeros(2) if near is None else np.array([np.dot(near - centre, e1), np.dot(near - centre, e2)])
+    ia, ib = (np.clip(np.rint((target + half) / px).astype(int), 0, len(g) - 1)).tolist()
+    index = int(lab[ia, ib])
+    if index == 0:
+        pix = np.argwhere(bone)
+        dist = (g[pix[:, 0]] - target[0]) ** 2 + (g[pix[:, 1]] - target[1]) ** 2
+        if float(dist.min()) > 9.0:  # nothing within 3 mm
+            return None
+        k = int(np.argmin(dist))
+        index = int(lab[pix[k, 0], pix[k, 1]])
+    piece = lab == index
+    if piece[0, :].any() or piece[-1, :].any() or piece[:, 0].any() or piece[:, -1].any():
+        return None
+    ca, cb = float(a[piece].mean()), float(b[piece].mean())
+    return {"centroid": centre + ca * e1 + cb * e2, "area": float(piece.sum()) * px * px}
+
+
+def _chord(frame: VertebraFrame, point: np.ndarray, direction: np.ndarray, max_mm: float = 20.0) -> float:
+    """Length (mm) of the bone chord through ``point`` along ``direction`` (sub-voxel zero crossings)."""
+    step = 0.1
+    t = np.arange(-max_mm, max_mm + 1e-9, step)
+    values = frame.sdf.sample(point[None, :] + t[:, None] * direction[None, :])
+    mid = len(t) // 2
+    if values[mid] <= 0:
+        return 0.0
+    ends = []
+    for sign in (1, -1):
+        i = mid
+        while 0 < i < len(t) - 1 and values[i + sign] > 0:
+            i += sign
+        j = i + sign
+        if not 0 <= j < len(t):
+            ends.append(t[i])
+            continue
+        v0, v1 = values[i], values[j]
+        ends.append(t[i] + sign * step * v0 / (v0 - v1))
+    return float(abs(ends[0] - ends[1]))
+
+
+def _frame_axes(frame: VertebraFrame, axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors across a pedicle with ``axis``: transverse (in the endplate plane) and cranio-caudal."""
+    across = np.cross(axis, frame.superior)
+    across = unit(across)
+    up = unit(np.cross(across, axis))
+    return across, up
+
+
+def _side_sign(side: str) -> float:
+    return 1.0 if side == "right" else -1.0
+
+
+def find_isthmus(frame: VertebraFrame, side: str, sagittal: str = "endplate") -> Isthmus:
+    """The pedicle isthmus of ``frame``'s vertebra on ``side`` (see the module docstring).
+
+    Raises:
+        _Refuse: no pedicle found on that side.
+    """
+    sign = _side_sign(side)
+    lateral = sign * frame.right
+    s1 = frame.name == "S1"
+    # 1. sections perpendicular to the anterior axis, between the body and the canal centre
+    wall = float(np.dot(frame.posterior_wall - frame.canal_center, frame.anterior))
+    half_width = frame.canal_half_width_mm
+    reach = half_width + (S1_PEDICLE_LATERAL_MM if s1 else 30.0)
+    centroids = []
+    widths = []
+    for a0 in np.arange(min(wall - 1.0, 12.0), 0.0, -0.5):
+        origin = frame.canal_center + a0 * frame.anterior
+        # a window lateral of the mid-line on this side: r from 2 mm to ``reach``, s within +-25 mm
+        step = SECTION_PIXEL_MM
+        r = np.arange(2.0, reach, step)
+        s = np.arange(-25.0, 25.0, step)
+        rr, ss = np.meshgrid(r, s, indexing="ij")
+        points = origin + rr.reshape(-1, 1) * lateral + ss.reshape(-1, 1) * frame.superior
+        bone = frame.sdf.sample(points).reshape(rr.shape) > 0
+        if not bone.any():
+            continue
+        from scipy import ndimage
+
+        lab, n = ndimage.label(bone)
+        sizes = ndimage.sum_labels(np.ones_like(lab), lab, index=np.arange(1, n + 1))
+        biggest = lab == (int(np.argmax(sizes)) + 1)
+        if biggest[:, 0].any() or biggest[:, -1].any() or (not s1 and biggest[-1, :].any()):
+            continue
+        centroids.append(origin + rr[biggest].mean() * lateral + ss[biggest].mean() * frame.superior)
+        widths.append(float(np.ptp(rr[biggest])) + step)
+    if len(centroids) < 3:
+        raise _Refuse(f"no pedicle found on the {side}: no bone bridge between the body and the posterior elements")
+    centroids_arr = np.asarray(centroids)
+    if s1:
+        # S1: a wide block; its axis is set by the convergence rule, the 'isthmus' is its middle
+        centre = centroids_arr[len(centroids_arr) // 2]
+        across, up = _frame_axes(frame, frame.anterior)
+        width = _chord(frame, centre, across, 30.0)
+        height = _chord(frame, centre, up, 30.0)
+        return Isthmus(centre, frame.anterior.copy(), width, height, across)
+    widths_arr = np.asarray(widths)
+    point = centroids_arr[int(np.argmin(widths_arr))]
+    slim = centroids_arr[widths_arr <= 1.5 * widths_arr.min()]
+    axis = frame.anterior.copy()
+    if len(slim) >= 3:
+        _, _, vt = np.linalg.svd(slim - slim.mean(axis=0), full_matrices=False)
+        first = vt[0] if np.dot(vt[0], frame.anterior) > 0 else -vt[0]
+        if np.dot(first, frame.anterior) > math.cos(math.radians(45.0)):
+            axis = unit(first)
+    # 2. the pedicle's walls: mid-points of chords across the pedicle (at three heights) along the
+    # current axis, kept where the chord is still pedicle (<= PEDICLE_CHORD_FACTOR x the narrowest, in
+    # one run around it), give the transverse correction of the axis; four passes.
+    axis = _transverse(frame, axis)
+    ts = np.arange(-6.0, 6.0 + 1e-9, SECTION_STEP_MM)
+    tilt = 0.0
+    first_pass = True
+    for _ in range(4):
+        across, up = _frame_axes(frame, axis)
+        height, mid_h = _chord_mid(frame, point, up)
+        if height <= 0:
+            raise _Refuse(f"no pedicle found on the {side}: the expected pedicle centre is not in bone")
+        point = point + mid_h * up
+        rows = []
+        for t in ts:
+            for level in (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3):
+                w, m = _chord_mid(frame, point + t * axis + level * height * up, across)
+                rows.append((t, level, w, m))
+        arr = np.array(rows)
+        centre_rows = arr[(arr[:, 1] == 0.0) & (arr[:, 2] > 0)]
+        if len(centre_rows) < 5:
+            raise _Refuse(f"no pedicle found on the {side}: the bone along the expected pedicle is not a closed tube")
+        # the narrowest chord; after the first pass only near the current centre (no walking away)
+        near = np.abs(centre_rows[:, 0]) <= (4.0 if first_pass else 1.5)
+        if not near.any():
+            raise _Refuse(f"no pedicle found on the {side}: the pedicle could not be followed")
+        k = int(np.flatnonzero(near)[np.argmin(centre_rows[near, 2])])
+        first_pass = False
+        w_min, t_min = float(centre_rows[k, 2]), float(centre_rows[k, 0])
+        # the run of t around t_min where the middle chord stays slim
+        slim_t = centre_rows[centre_rows[:, 2] <= PEDICLE_CHORD_FACTOR * w_min, 0]
+        lo, hi = t_min, t_min
+        while np.any(np.isclose(slim_t, lo - SECTION_STEP_MM)):
+            lo -= SECTION_STEP_MM
+        while np.any(np.isclose(slim_t, hi + SECTION_STEP_MM)):
+            hi += SECTION_STEP_MM
+        keep = (arr[:, 2] > 0) & (arr[:, 2] <= PEDICLE_CHORD_FACTOR * w_min) & (arr[:, 0] >= lo) & (arr[:, 0] <= hi)
+        point = point + t_min * axis + float(centre_rows[k, 3]) * across
+        if keep.sum() < 6 or hi - lo < 2.0:
+            break
+        slope = _robust_slope(arr[keep, 0], arr[keep, 3])
+        axis = unit(axis + slope * across)
+        if abs(slope) < 0.005:
+            break
+    if sagittal == "pedicle":
+        across, up = _frame_axes(frame, axis)
+        rows = []
+        for t in ts:
+            h, m = _chord_mid(frame, point + t * axis, up)
+            if h > 0:
+                rows.append((t, h, m))
+        arr = np.array(rows) if rows else np.zeros((0, 3))
+        if len(arr) >= 5:
+            keep = arr[:, 1] <= PEDICLE_CHORD_FACTOR * arr[:, 1].min()
+            if keep.sum() >= 4:
+                tilt = float(np.polyfit(arr[keep, 0], arr[keep, 2], 1)[0])
+                axis = unit(axis + tilt * up)
+    across, up = _frame_axes(frame, axis)
+    w, mid = _chord_mid(frame, point, across)
+    h, mid_h = _chord_mid(frame, point, up)
+    if w <= 0 or h <= 0:
+        raise _Refuse(f"no pedicle found on the {side}: the pedicle centre fell outside the bone")
+    centre = point + mid * across + mid_h * up
+    return Isthmus(centre, axis, w, h, across)
+
+
+def _robust_slope(t: np.ndarray, offset: np.ndarray) -> float:
+    """Slope of ``offset`` against ``t`` by least squares, refitted twice without points > 0.4 mm off the line
+    (where the pedicle starts to merge with the arch or the body on one side only)."""
+    keep = np.ones(len(t), dtype=bool)
+    coef = np.polyfit(t, offset, 1)
+    for _ in range(2):
+        residual = np.abs(np.polyval(coef, t) - offset)
+        new_keep = residual <= max(0.4, 2.5 * float(np.median(residual[keep])))
+        if new_keep.sum() < 5 or np.ptp(t[new_keep]) < 2.0:
+            break
+        keep = new_keep
+        coef = np.polyfit(t[keep], offset[keep], 1)
+    return float(coef[0])
+
+
+def _transverse(frame: VertebraFrame, direction: np.ndarray) -> np.ndarray:
+    """``direction`` projected onto the vertebra's transverse (endplate) plane, unit."""
+    return unit(direction - np.dot(direction, frame.superior) * frame.superior)
+
+
+def _chord_mid(
+    frame: VertebraFrame, point: np.ndarray, direction: np.ndarray, max_mm: float = 12.0
+) -> tuple[float, float]:
+    """Bone chord through ``point`` along ``direction``: (length mm, offset of its mid-point from ``point``).
+
+    (0, 0) when ``point`` is not in bone or the chord runs longer than ``2 * max_mm``."""
+    step = 0.1
+    t = np.arange(-max_mm, max_mm + 1e-9, step)
+    values = frame.smooth.sample(point[None, :] + t[:, None] * direction[None, :])
+    mid = len(t) // 2
+    if values[mid] <= 0:
+        return 0.0, 0.0
+    ends = []
+    for sign in (1, -1):
+        i = mid
+        while 0 < i < len(t) - 1 and values[i + sign] > 0:
+            i += sign
+        j = i + sign
+        if not 0 <= j < len(t):
+            return 0.0, 0.0
+        v0, v1 = values[i], values[j]
+        ends.append(t[i] + sign * step * v0 / (v0 - v1))
+    return float(ends[0] - ends[1]), float((ends[0] + ends[1]) / 2)
+
+
+# ----------------------------------------------------------------------------------------- trajectory
+def _ring_depth(frame: VertebraFrame, centres: np.ndarray, direction: np.ndarray, radius: float) -> np.ndarray:
+    """Smallest signed distance (mm) around rings of ``radius`` at ``centres`` (N, 3)."""
+    helper = np.array([0.0, 0.0, 1.0]) if abs(direction[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    e1 = unit(np.cross(direction, helper))
+    e2 = np.cross(direction, e1)
+    theta = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    ring = np.cos(theta)[:, None] * e1 + np.sin(theta)[:, None] * e2
+    pts = centres[:, None, :] + radius * ring[None, :, :]
+    return frame.sdf.sample(pts.reshape(-1, 3)).reshape(len(centres), len(theta)).min(axis=1)
+
+
+def _angles(frame: VertebraFrame, direction: np.ndarray, side: str) -> tuple[float, float]:
+    medial = -_side_sign(side) * frame.right
+    horizontal = float(np.dot(direction, frame.anterior))
+    medial_deg = math.degrees(math.atan2(float(np.dot(direction, medial)), horizontal))
+    caudal_deg = math.degrees(math.asin(float(np.clip(-np.dot(direction, frame.superior), -1, 1))))
+    return medial_deg, caudal_deg
+
+
+def _classic_entry(anatomy: SpineAnatomy, frame: VertebraFrame, side: str, rule: str) -> np.ndarray:
+    """Entry point of a classic technique from the sub-regions (superior articular and transverse process)."""
+    from ..anatomy.model import SUBREGIONS
+
+    if anatomy.subregions is None:
+        raise _Refuse(
+            f"the {rule} entry point needs sub-regions (superior articular and transverse processes); "
+            "this segmentation has none: use the pedicle-axis or pedicle-triangle trajectory"
+        )
+    sub = np.asarray(anatomy.subregions.array)
+    mine = np.asarray(anatomy.labels.array) == frame.label
+    sap = mine & (sub == SUBREGIONS[f"superior_articular_{side}"])
+    tp = mine & (sub == SUBREGIONS[f"transverse_process_{side}"])
+    if not sap.any() or not tp.any():
+        raise _Refuse(f"the {rule} entry point needs the {side} superior articular and transverse processes")
+    grid = anatomy.labels
+    sap_pts = frame.to_local(grid.ijk_to_ras_points(np.argwhere(sap)[:, ::-1].astype(float)))
+    tp_pts = frame.to_local(grid.ijk_to_ras_points(np.argwhere(tp)[:, ::-1].astype(float)))
+    sign = _side_sign(side)
+    s_line = float(tp_pts[:, 2].mean())  # mid-transverse-process line
+    if rule == "roy-camille":
+        r_line = float(sap_pts[:, 0].mean())  # mid-facet line
+    elif rule == "magerl":
+        r_line = float((sap_pts[:, 0] * sign).max()) * sign  # lateral edge of the superior facet
+    else:  # weinstein: latero-inferior corner of the superior facet
+        r_line = float((sap_pts[:, 0] * sign).max()) * sign
+        s_line = float(sap_pts[:, 2].min())
+    # the dorsal bone surface at (r_line, s_line): march forward from far behind the canal
+    t = np.arange(-60.0, 10.0, 0.25)
+    local = np.stack([np.full_like(t, r_line), t, np.full_like(t, s_line)], axis=1)
+    depth = frame.sdf.sample(frame.to_ras(local))
+    inside = np.flatnonzero(depth > 0)
+    if inside.size == 0:
+        raise _Refuse(f"no bone at the {rule} entry point on the {side}")
+    return frame.to_ras(local[inside[0]])[0]
+
+
+def _s1_trajectory(
+    frame: VertebraFrame, isthmus: Isthmus, side: str, params: PlanningParameters
+) -> tuple[np.ndarray, np.ndarray]:
+    """S1: converge by ``s1_medial_angle_deg`` (+-2.5 deg) parallel to the endplate, through the S1 pedicle
+    region at the height (+-6 mm) that keeps the longest stretch of the screw in bone."""
+    medial = -_side_sign(side) * frame.right
+    radius = params.diameters_mm[0] / 2
+    t = np.arange(-40.0, 80.0, 0.5)
+    best = (-1.0, isthmus.center, frame.anterior)
+    for angle_deg in (params.s1_medial_angle_deg, params.s1_medial_angle_deg - 2.5, params.s1_medial_angle_deg + 2.5):
+        angle = math.radians(angle_deg)
+        direction = unit(math.cos(angle) * frame.anterior + math.sin(angle) * medial)
+        for dz in np.arange(-6.0, 6.01, 1.5):
+            point = isthmus.center + dz * frame.superior
+            depth = _ring_depth(frame, point + t[:, None] * direction, direction, radius)
+            inside = depth >= params.clearance_mm
+            zero = int(np.argmin(np.abs(t)))
+            if not inside[zero]:
+                continue
+            lo = zero
+            while lo > 0 and inside[lo - 1]:
+                lo -= 1
+            hi = zero
+            while hi < len(t) - 1 and inside[hi + 1]:
+                hi += 1
+            run = float(t[hi] - t[lo]) - 0.1 * abs(dz)
+            if run > best[0]:
+                best = (run, point, direction)
+    return best[1], best[2]
+
+
+def plan_one_screw(
+    anatomy: SpineAnatomy,
+    frame: VertebraFrame,
+    side: str,
+    params: PlanningParameters = PlanningParameters(),
+    *,
+    maps: PlanningMaps | None = None,
+) -> ScrewPlan | RefusedScrew:
+    """Plan one side of one vertebra (see the module docstring); never raises for anatomy reasons."""
+    try:
+        return _plan_one(anatomy, frame, side, params, maps)
+    except _Refuse as refusal:
+        return RefusedScrew(frame.name, side, refusal.reason, refusal.width)
+
+
+def _plan_one(
+    anatomy: SpineAnatomy, frame: VertebraFrame, side: str, params: PlanningParameters, maps: PlanningMaps | None
+) -> ScrewPlan:
+    isthmus = find_isthmus(frame, side, params.sagittal)
+    width = isthmus.width_mm
+    if width < params.min_isthmus_mm:
+        raise _Refuse(
+            f"pedicle isthmus {width:.1f} mm is narrower than the smallest screw allows "
+            f"({params.diameters_mm[0]:g} mm / {params.max_diameter_fraction:g} = {params.min_isthmus_mm:.1f} mm)",
+            width,
+        )
+    through = isthmus.center
+    s1 = frame.name == "S1"
+    rule = "s1-convergent" if s1 else params.trajectory
+    if s1:
+        through, direction = _s1_trajectory(frame, isthmus, side, params)
+    elif params.trajectory == "pedicle-axis":
+        direction = isthmus.axis
+    elif params.trajectory == "pedicle-triangle":
+        direction = unit(frame.anterior_cortex - isthmus.center)
+    else:
+        entry_point = _classic_entry(anatomy, frame, side, params.trajectory)
+        if params.trajectory == "roy-camille":
+            direction = frame.anterior.copy()
+        else:
+            direction = unit(isthmus.center - entry_point)
+        through = entry_point
+    if np.dot(direction, frame.anterior) <= 0.2:
+        raise _Refuse(f"the trajectory on the {side} does not point into the body")
+    candidates = [d for d in params.diameters_mm if d <= params.max_diameter_fraction * width + 1e-9]
+    step = 0.25
+    back = np.arange(0.0, -45.0, -step)
+    fwd = np.arange(0.0, 90.0, step)
+    chosen = None
+    shortfall: tuple[float, float] | None = None
+    for diameter in sorted(candidates, reverse=True):
+        radius = diameter / 2
+        # the screw must fit where it crosses the isthmus
+        probe = through
+        if params.trajectory in ("roy-camille", "magerl", "weinstein") and not s1:
+            # t measured from the entry point: find where the screw reaches the isthmus level
+            probe = through
+        ring_back = _ring_depth(frame, probe + back[:, None] * direction, direction, radius)
+        ring_fwd = _ring_depth(frame, probe + fwd[:, None] * direction, direction, radius)
+        if params.trajectory in ("roy-camille", "magerl", "weinstein") and not s1:
+            t_entry = 0.0
+            ok = ring_fwd >= params.clearance_mm
+            # from the classic entry, allow the first 3 mm (the entry hole) to be only partly in bone
+            start = int(3.0 / step)
+            bad = np.flatnonzero(~ok[start:])
+            t_ring_out = float(fwd[start + bad[0] - 1]) if bad.size else float(fwd[-1])
+        else:
+            if ring_back[0] < params.clearance_mm:
+                continue
+            out_back = np.flatnonzero(ring_back < params.clearance_mm)
+            t_entry = float(back[out_back[0] - 1]) if out_back.size else float(back[-1])
+            out_fwd = np.flatnonzero(ring_fwd < params.clearance_mm)
+            t_ring_out = float(fwd[out_fwd[0] - 1]) if out_fwd.size else float(fwd[-1])
+        axis_depth = frame.sdf.sample(probe + fwd[:, None] * direction)
+        # anterior exit: the first exit of the axis from the bone after the body's posterior wall
+        wall_t = float(np.dot(frame.posterior_wall - probe, frame.anterior) / np.dot(direction, frame.anterior))
+        exits = np.flatnonzero((fwd >= max(wall_t, 0.0)) & (axis_depth < 0))
+        if exits.size == 0:
+            raise _Refuse(
+                f"the trajectory on the {side} does not leave the body anteriorly within 90 mm (field of view?)"
+            )
+        t_anterior = float(fwd[exits[0]])
+        target = wall_t + params.body_depth_fraction * (t_anterior - wall_t)
+        limit = min(t_ring_out, t_anterior - params.anterior_margin_mm)
+        available = limit - t_entry
+        wanted = target - t_entry
+        fitting = [L for L in params.lengths_mm if L <= available + 1e-9]
+        if not fitting:
+            shortfall = (diameter, available)
+            continue  # a thinner screw may pass where this one leaves the bone
+        chosen = (diameter, t_entry, probe, fitting, wanted)
+        break
+    if chosen is None:
+        if shortfall is not None:
+            raise _Refuse(
+                f"only {shortfall[1]:.0f} mm of bone along the trajectory on the {side}, shorter than the shortest "
+                f"screw ({params.lengths_mm[0]:g} mm)",
+                width,
+            )
+        raise _Refuse(
+            f"no screw diameter fits the pedicle on the {side} with {params.clearance_mm:g} mm of bone", width
+        )
+    diameter, t_entry, probe, fitting, wanted = chosen
+    under = [L for L in fitting if L <= wanted + 1e-9]
+    length = max(under) if under else min(fitting)
+    entry = probe + t_entry * direction
+    tip = entry + length * direction
+    grid_ok = frame.sdf.inside_grid(np.stack([entry - 3.0 * direction, tip]), margin_voxels=1.0)
+    if not grid_ok.all():
+        raise _Refuse(
+            f"the screw on the {side} reaches the edge of the field of view: the vertebra is cut by it", width
+        )
+    medial_deg, caudal_deg = _angles(frame, direction, side)
+    evaluation = evaluate_screw(
+        anatomy, entry, tip, diameter, vertebra=frame.name, maps=maps, no_go_margin_mm=params.no_go_margin_mm
+    )
+    return ScrewPlan(
+        vertebra=frame.name,
+        side=side,
+        entry_ras=entry,
+        tip_ras=tip,
+        diameter_mm=float(diameter),
+        length_mm=float(length),
+        medial_angle_deg=medial_deg,
+        caudal_angle_deg=caudal_deg,
+        isthmus_width_mm=width,
+        isthmus_center_ras=isthmus.center,
+        trajectory=rule,
+        evaluation=evaluation,
+    )
+
+
+def vertebra_frames(anatomy: SpineAnatomy, names: tuple[str, ...] | None = None) -> dict[str, VertebraFrame | str]:
+    """Frames of the lumbar vertebrae and S1 present (name -> frame, or the reason none could be built)."""
+    frames: dict[str, VertebraFrame | str] = {}
+    wanted = names or LUMBAR_NAMES
+    for info in anatomy.vertebrae:
+        if info.name not in wanted:
+            continue
+        hint = None
+        if info.name == "S1" and isinstance(frames.get("L5"), VertebraFrame):
+            hint = frames["L5"].superior  # type: ignore[union-attr]
+        try:
+            frames[info.name] = vertebra_frame(
+                anatomy.labels,
+                info.label,
+                info.name,
+                centreline_ras=anatomy.centreline_ras,
+                superior_hint=hint,
+                whole_centroid_ras=np.asarray(info.centroid_ras),
+            )
+        except ValueError as exc:
+            frames[info.name] = str(exc)
+    return frames
+
+
+def plan_screws(
+    anatomy: SpineAnatomy,
+    params: PlanningParameters = PlanningParameters(),
+    *,
+    vertebrae: tuple[str, ...] | None = None,
+    maps: PlanningMaps | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCallback | None = None,
+) -> dict[str, Any]:
+    """Plan both sides of every lumbar vertebra and S1 present.
+
+    Args:
+        anatomy: the spine (numbered levels; unnumbered vertebrae are skipped with a warning).
+        params: sizing rules and trajectory (:class:`PlanningParameters`).
+        vertebrae: restrict to these names (default L1-L5 and S1).
+        maps: cached distance maps to share with later evaluations.
+        progress, cancel: callbacks (:mod:`lumbarspine.progress`).
+
+    Returns:
+        ``{"screws": [ScrewPlan], "refused": [RefusedScrew], "frames": {name: VertebraFrame},
+        "warnings": [str]}``.
+    """
+    if not isinstance(anatomy, SpineAnatomy):
+        raise ValueError(f"plan_screws needs a SpineAnatomy; got {type(anatomy).__name__}.")
+    maps = maps if maps is not None else PlanningMaps(anatomy)
+    warnings: list[str] = []
+    if not anatomy.numbered:
+        warnings.append("The levels are not numbered (no sacrum found?): screws are planned only on named vertebrae.")
+    present = [v.name for v in anatomy.vertebrae if v.name in (vertebrae or LUMBAR_NAMES)]
+    if not present:
+        warnings.append("No lumbar vertebra (L1-L5) or S1 in the segmentation: no screw planned.")
+    frames_or_reasons = vertebra_frames(anatomy, tuple(present))
+    screws: list[ScrewPlan] = []
+    refused: list[RefusedScrew] = []
+    frames: dict[str, VertebraFrame] = {}
+    for n, name in enumerate(present):
+        check_cancel(cancel, "Screw planning")
+        if progress is not None:
+            progress(n / max(len(present), 1), f"planning the screws of {name}")
+        item = frames_or_reasons[name]
+        if isinstance(item, str):
+            for side in SIDES:
+                refused.append(RefusedScrew(name, side, f"no vertebra frame: {item}"))
+            continue
+        frames[name] = item
+        maps.set_bone(item.label, item.sdf)
+        warnings.extend(item.notes)
+        for side in SIDES:
+            result = plan_one_screw(anatomy, item, side, params, maps=maps)
+            if isinstance(result, RefusedScrew):
+                info = anatomy.vertebra(name)
+                if info is not None and info.truncated and "field of view" not in result.reason:
+                    result = RefusedScrew(
+                        name, side, result.reason + f"; {name} is cut by the field of view", result.isthmus_width_mm
+                    )
+                refused.append(result)
+            else:
+                screws.append(result)
+    if progress is not None:
+        progress(1.0, "screws planned")
+    return {"screws": screws, "refused": refused, "frames": frames, "warnings": warnings}
