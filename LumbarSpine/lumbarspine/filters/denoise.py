@@ -98,7 +98,7 @@ def nlmeans_impl(
             )
 
         # Slab by slab: a voxel depends on voxels at most patch_distance + patch_size // 2 away, so a halo of
-        # patch_distance + patch_size gives the same values as one call (tested), with progress and Cancel per slab.
+        # patch_distance + patch_size gives one call's values up to float32 rounding (tested), with progress and Cancel per slab.
         halo = int(patch_distance) + int(patch_size)
         out = slab_map(denoise, a, halo, slab=max(32, 4 * halo), ctx=ctx, what="non-local means")
     ctx.report(1.0, "non-local means")
