@@ -41,11 +41,15 @@ def sayOnce(key: str, message: str) -> bool:
 
 
 def pythonSlicerExecutable() -> str:
-    """Slicer's ``PythonSlicer`` (the Python of this Slicer with its environment), else this interpreter."""
+    """Slicer's ``PythonSlicer`` (the Python of this Slicer with its environment), else this interpreter
+    (a Slicer-free Python such as the headless slicer-core)."""
     import slicer
 
+    app = getattr(slicer, "app", None)
+    if app is None:
+        return sys.executable
     name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
-    for folder in (os.path.join(slicer.app.slicerHome, "bin"), slicer.app.slicerHome):
+    for folder in (os.path.join(app.slicerHome, "bin"), app.slicerHome):
         candidate = os.path.join(folder, name)
         if os.path.isfile(candidate):
             return candidate
@@ -161,7 +165,7 @@ class SpineModuleWidget:
         self.ui.cancelButton.enabled = False
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
-        self.connectSignal(self._timer, "timeout()", self._poll)
+        self.connectSignal(self._timer, "timeout()", self.pollRun)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.connectSignal(self.ui.applyButton, "clicked(bool)", self.onApplyButton)
@@ -261,16 +265,24 @@ class SpineModuleWidget:
         import slicer
 
         with slicer.util.tryWithErrorDisplay(_("Could not start the run."), waitCursor=True):
-            job = self.makeJob()
-            self.controller.start(job, self.runNodeIds(), self.runNodeIds, self.applyResult)
+            self.startRun()
+
+    def startRun(self) -> None:
+        """Make the job from the current parameters (on the GUI thread: reads the input nodes) and start it."""
+        job = self.makeJob()
+        self.controller.start(job, self.runNodeIds(), self.runNodeIds, self.applyResult)
+        if self._timer is not None:
             self._timer.start()
 
     def onCancelButton(self) -> None:
         self.controller.cancel()
 
-    def _poll(self) -> None:
-        if not self.controller.poll():
+    def pollRun(self) -> bool:
+        """Read the worker's progress; finish the run when it ends (the timer's slot). True while running."""
+        running = self.controller.poll()
+        if not running and self._timer is not None:
             self._timer.stop()
+        return running
 
     def _lockInputs(self, locked: bool) -> None:
         for name in self.lockedWidgets:
