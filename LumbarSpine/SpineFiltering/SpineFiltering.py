@@ -1,9 +1,8 @@
 """Spine Volume Filtering: denoise / enhance a spine CT or MRI volume on the GPU (CuPy) or the CPU.
 
-All computation lives in the Qt-free ``lumbarspine`` library; a filter is one library call
-(:data:`FILTER_CALL`, a preset :data:`PRESET_CALL`), run in a worker process from the panel and
-in-process from ``process()``. The panel machinery (parameter node, run, progress, Cancel, locks,
-CuPy on first use) is ``SpineModulesLib``.
+Each filter is :data:`FILTER_CALL` of the Qt-free ``lumbarspine`` library and each preset :data:`PRESET_CALL`:
+the panel runs them in a worker process, ``SpineFilteringLogic.process()`` in this one. Parameter node,
+progress, Cancel, locks and CuPy on first use come from ``SpineModulesLib``.
 """
 
 from __future__ import annotations
@@ -17,17 +16,13 @@ import qt
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
+from slicer.ScriptedLoadableModule import *  # the four base classes, as in Slicer's module template
 from slicer.util import VTKObservationMixin
 
-from SpineModulesLib import Job, phantom_volumes, run_job
+from SpineModulesLib import Job, phantom_node, run_job
 from SpineModulesLib.i18n import _, translate
 from SpineModulesLib.nodes import check_output_node, scene_of
+from SpineModulesLib.selftest import SelfTestMixin
 from SpineModulesLib.widget import SpineModuleWidget, ensureCupy, sayOnce
 
 BACKENDS = ("auto", "cupy", "numpy")
@@ -477,23 +472,11 @@ class SpineFilteringLogic(ScriptedLoadableModuleLogic):
 #
 
 
-class SpineFilteringTest(ScriptedLoadableModuleTest):
+class SpineFilteringTest(SelfTestMixin, ScriptedLoadableModuleTest):
     """Self-test: filters a small synthetic phantom with the logic."""
 
-    def setUp(self):
-        slicer.mrmlScene.Clear(0)
-
-    def runTest(self):
-        self.setUp()
-        self.test_FilterPhantom()
-        self.setUp()
-        self.test_PresetCancelAndErrors()
-
     def _inputNode(self):
-        from lumbarspine.slicer_nodes import volume_to_node
-
-        image, _ = phantom_volumes(spacing=(2.0, 2.0, 2.0), noise=20.0)
-        return volume_to_node(image, slicer.mrmlScene, name="SpineFilteringPhantom")
+        return phantom_node(slicer.mrmlScene, "image", "SpineFilteringPhantom", spacing=(2.0, 2.0, 2.0), noise=20.0)
 
     def test_FilterPhantom(self):
         from lumbarspine.filters import FILTERS

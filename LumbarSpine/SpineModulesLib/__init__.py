@@ -30,12 +30,16 @@ from lumbarspine.progress import OperationCancelled, check_cancel
 
 from .protocol import Job, run_job
 
-__all__ = ["Job", "OperationCancelled", "check_cancel", "phantom_volumes", "run_job"]
+__all__ = ["Job", "OperationCancelled", "check_cancel", "phantom_node", "run_job"]
 
 
-def phantom_volumes(**spec):
-    """``(image, labels)`` Volumes of the synthetic lumbar phantom (for the modules' self-tests)."""
+def phantom_node(scene, which: str, name: str, **spec):
+    """A node in ``scene`` holding the synthetic lumbar phantom's ``"image"`` or ``"labels"`` (modules' self-tests).
+
+    ``spec``: :class:`lumbarspine.phantom.PhantomSpec` fields (spacing, noise, stenosis, ...).
+    """
     from lumbarspine.phantom import PhantomSpec, generate_phantom
+    from lumbarspine.slicer_nodes import volume_to_node
 
     phantom = generate_phantom(PhantomSpec(**spec))
-    return phantom.image, phantom.labels
+    return volume_to_node(getattr(phantom, which), scene, name=name)

@@ -1,8 +1,7 @@
 """Spine Surgical Planning: a no-go zone (safety margin around the neural elements) as a segmentation.
 
-All computation lives in the Qt-free ``lumbarspine`` library; the zone is one library call
-(:data:`NO_GO_CALL`), run in a worker process from the panel and in-process from ``process()``.
-The panel machinery (parameter node, run, progress, Cancel, locks) is ``SpineModulesLib``.
+The zone comes from :data:`NO_GO_CALL` in the Qt-free ``lumbarspine`` library, run by the panel in a worker
+process through ``SpineModulesLib`` and by ``SpinePlanningLogic.process()`` directly.
 """
 
 from __future__ import annotations
@@ -17,17 +16,13 @@ import numpy as np
 import slicer
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
+from slicer.ScriptedLoadableModule import *  # the four base classes, as in Slicer's module template
 from slicer.util import VTKObservationMixin
 
-from SpineModulesLib import Job, OperationCancelled, phantom_volumes, run_job
+from SpineModulesLib import Job, OperationCancelled, phantom_node, run_job
 from SpineModulesLib.i18n import _, translate
 from SpineModulesLib.nodes import check_output_node, label_volume_from_node, report, scaled_progress, scene_of
+from SpineModulesLib.selftest import SelfTestMixin
 from SpineModulesLib.widget import SpineModuleWidget, showSegmentationOnce
 
 DOCUMENTATION_URL = "https://github.com/lumbarspine/SlicerLumbarSpine#readme"
@@ -239,23 +234,11 @@ class SpinePlanningLogic(ScriptedLoadableModuleLogic):
 #
 
 
-class SpinePlanningTest(ScriptedLoadableModuleTest):
+class SpinePlanningTest(SelfTestMixin, ScriptedLoadableModuleTest):
     """Self-test: no-go zones of a synthetic phantom grow with the margin."""
 
-    def setUp(self):
-        slicer.mrmlScene.Clear(0)
-
-    def runTest(self):
-        self.setUp()
-        self.test_NoGoZone()
-        self.setUp()
-        self.test_Errors()
-
     def _labelmap(self):
-        from lumbarspine.slicer_nodes import volume_to_node
-
-        _, labels = phantom_volumes(spacing=(1.5, 1.5, 1.5), noise=0.0)
-        return volume_to_node(labels, slicer.mrmlScene, name="SpinePlanningPhantom")
+        return phantom_node(slicer.mrmlScene, "labels", "SpinePlanningPhantom", spacing=(1.5, 1.5, 1.5), noise=0.0)
 
     def test_NoGoZone(self):
         self.delayDisplay("No-go zone of a synthetic phantom")

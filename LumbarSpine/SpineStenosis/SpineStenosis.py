@@ -1,8 +1,7 @@
 """Lumbar Stenosis Grading: dural sac area and AP diameter per disc level, graded, in a table.
 
-All computation lives in the Qt-free ``lumbarspine`` library; the grading is one library call
-(:data:`GRADE_CALL`), run in a worker process from the panel and in-process from ``process()``.
-The panel machinery (parameter node, run, progress, Cancel, locks) is ``SpineModulesLib``.
+Grading is one call of the Qt-free ``lumbarspine`` library, :data:`GRADE_CALL`: the panel runs it in a
+worker process (``SpineModulesLib``: parameter node, progress, Cancel, locks), ``process()`` in this one.
 """
 
 from __future__ import annotations
@@ -15,17 +14,13 @@ from typing import Any, Callable, Optional
 import slicer
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
+from slicer.ScriptedLoadableModule import *  # the four base classes, as in Slicer's module template
 from slicer.util import VTKObservationMixin
 
-from SpineModulesLib import Job, OperationCancelled, phantom_volumes, run_job
+from SpineModulesLib import Job, OperationCancelled, phantom_node, run_job
 from SpineModulesLib.i18n import _, translate
 from SpineModulesLib.nodes import check_output_node, label_volume_from_node, report, scaled_progress, scene_of
+from SpineModulesLib.selftest import SelfTestMixin
 from SpineModulesLib.widget import SpineModuleWidget, showTableOnce
 
 DOCUMENTATION_URL = "https://github.com/lumbarspine/SlicerLumbarSpine#readme"
@@ -223,24 +218,12 @@ class SpineStenosisLogic(ScriptedLoadableModuleLogic):
 #
 
 
-class SpineStenosisTest(ScriptedLoadableModuleTest):
+class SpineStenosisTest(SelfTestMixin, ScriptedLoadableModuleTest):
     """Self-test: grades a synthetic phantom with a known stenosis at L4-L5."""
 
-    def setUp(self):
-        slicer.mrmlScene.Clear(0)
-
-    def runTest(self):
-        self.setUp()
-        self.test_GradePhantom()
-        self.setUp()
-        self.test_Errors()
-
     def test_GradePhantom(self):
-        from lumbarspine.slicer_nodes import volume_to_node
-
         self.delayDisplay("Grading a phantom with a 55 mm2 dural sac at L4-L5")
-        _, labels = phantom_volumes(stenosis={"L4-L5": 55.0}, noise=0.0)
-        labelmap = volume_to_node(labels, slicer.mrmlScene, name="SpineStenosisPhantom")
+        labelmap = phantom_node(slicer.mrmlScene, "labels", "SpineStenosisPhantom", stenosis={"L4-L5": 55.0}, noise=0.0)
         self.assertTrue(labelmap.IsA("vtkMRMLLabelMapVolumeNode"))
 
         logic = SpineStenosisLogic()
@@ -272,13 +255,10 @@ class SpineStenosisTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Stenosis grading test passed")
 
     def test_Errors(self):
-        from lumbarspine.slicer_nodes import volume_to_node
-
         logic = SpineStenosisLogic()
         with self.assertRaises(ValueError):
             logic.process(None)
-        _, labels = phantom_volumes(spacing=(2.0, 2.0, 2.0), noise=0.0)
-        labelmap = volume_to_node(labels, slicer.mrmlScene, name="SpineStenosisPhantom")
+        labelmap = phantom_node(slicer.mrmlScene, "labels", "SpineStenosisPhantom", spacing=(2.0, 2.0, 2.0), noise=0.0)
         with self.assertRaises(OperationCancelled):
             logic.process(labelmap, cancel=lambda: True)
         self.delayDisplay("Stenosis error tests passed")
