@@ -23,7 +23,7 @@ from SpineModulesLib import Job, phantom_node, run_job
 from SpineModulesLib.i18n import _, translate
 from SpineModulesLib.nodes import check_output_node, scene_of
 from SpineModulesLib.selftest import SelfTestMixin
-from SpineModulesLib.widget import SpineModuleWidget, ensureCupy, sayOnce
+from SpineModulesLib.widget import SpineModuleWidget, ensureCupy, sayOnce, showVolumeOnce
 
 BACKENDS = ("auto", "cupy", "numpy")
 DOCUMENTATION_URL = "https://github.com/lumbarspine/SlicerLumbarSpine#readme"
@@ -309,9 +309,12 @@ class SpineFilteringWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKO
 
     def applyResult(self, filterResult) -> str:
         parameters = self._parameterNode
+        newOutput = parameters.outputVolume is None
         result = self.logic.applyResult(
             filterResult, parameters.inputVolume, parameters.outputVolume, self._runOperation, slicer.mrmlScene
         )
+        if newOutput:  # show a new volume once; later runs refill it where the user put it
+            showVolumeOnce(result.outputVolume, parameters.inputVolume)
         if not result.outputVolume.IsA("vtkMRMLLabelMapVolumeNode"):
             parameters.outputVolume = result.outputVolume  # later runs refill it until "Create new volume"
         if result.backend != "cupy" and parameters.backend != "numpy":

@@ -82,6 +82,19 @@ def showTableOnce(tableNode: Any) -> None:
     app.applicationLogic().PropagateTableSelection()
 
 
+def showVolumeOnce(volumeNode: Any, backgroundNode: Any = None) -> None:
+    """Show a new output volume in the slice views (a label map over ``backgroundNode``), fitted; later runs
+    into the same node keep the user's views. Nothing happens without the Slicer application."""
+    import slicer
+
+    if getattr(slicer, "app", None) is None:
+        return
+    if volumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
+        slicer.util.setSliceViewerLayers(background=backgroundNode, label=volumeNode, fit=True)
+    else:
+        slicer.util.setSliceViewerLayers(background=volumeNode, fit=True)
+
+
 def showSegmentationOnce(segmentationNode: Any, show3D: bool) -> None:
     """First display of a new segmentation: visible, 3D surface as asked, 60 % opacity in 3D, camera reset.
     Later runs into the same node keep whatever display the user chose."""
