@@ -274,7 +274,7 @@ def test_slab_wise_nlmeans_equals_one_skimage_call(narrow):
     from lumbarspine.filters.denoise import estimate_noise_sigma
 
     a = np.ascontiguousarray(image.array, dtype=np.float32)
-    assert a.shape[0] > 3 * 32 and a.size > 1 << 16  # several slabs
+    assert a.shape[0] > 2 * 48 and a.size > 1 << 16  # several slabs
     sigma = estimate_noise_sigma(a)
     out = apply_filter(image, "nlmeans", backend="numpy", patch_size=5, patch_distance=3, h=0.8).volume.array
     ref = skimage_restoration.denoise_nl_means(

@@ -157,7 +157,7 @@ def median_impl(volume: Volume, ctx: RunContext, *, radius: int = 1) -> Volume:
             return sitk.GetArrayFromImage(sitk.Median(sitk.GetImageFromArray(np.ascontiguousarray(s)), [radius] * 3))
 
         # Slab by slab (halo = radius: identical to one call) so that progress moves and Cancel is honoured.
-        out = slab_map(median, u, radius, slab=max(16, 4 * radius), ctx=ctx, what="median")
+        out = slab_map(median, u, radius, slab=max(32, 8 * radius), ctx=ctx, what="median")
     ctx.report(1.0, "median")
     return volume.with_array(out)
 
