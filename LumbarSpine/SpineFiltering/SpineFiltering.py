@@ -1,41 +1,36 @@
 """Spine Volume Filtering: denoise / enhance a spine CT or MRI volume on the GPU (CuPy) or the CPU.
 
-All computation lives in the Qt-free ``lumbarspine`` library (``lumbarspine.filters``); this module
-wires it to the Slicer GUI and MRML scene.
+Each filter is :data:`FILTER_CALL` of the Qt-free ``lumbarspine`` library and each preset :data:`PRESET_CALL`:
+the panel runs them in a worker process, ``SpineFilteringLogic.process()`` in this one. Parameter node,
+progress, Cancel, locks and CuPy on first use come from ``SpineModulesLib``.
 """
+
+from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable, Optional
 
 import qt
 import slicer
-import vtk
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
+from slicer.ScriptedLoadableModule import *  # the four base classes, as in Slicer's module template
 from slicer.util import VTKObservationMixin
 
-# Make the "lumbarspine" library importable when the module is loaded from the source tree
-# (LumbarSpine/SpineFiltering/SpineFiltering.py -> LumbarSpine/lumbarspine). In an installed
-# extension the package sits next to the module files and is importable already.
-try:
-    import lumbarspine  # noqa: F401
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from SpineModulesLib import Job, phantom_node, run_job
+from SpineModulesLib.i18n import _, translate
+from SpineModulesLib.nodes import check_output_node, scene_of
+from SpineModulesLib.selftest import SelfTestMixin
+from SpineModulesLib.widget import SpineModuleWidget, ensureCupy, sayOnce, showVolumeOnce
 
 BACKENDS = ("auto", "cupy", "numpy")
 DOCUMENTATION_URL = "https://github.com/lumbarspine/SlicerLumbarSpine#readme"
+FILTER_CALL = "lumbarspine.filters:apply_filter"
+"""One filter: ``apply_filter(volume, name, backend=..., progress=, cancel=, **parameters) -> FilterResult``."""
+PRESET_CALL = "lumbarspine.filters:apply_preset"
+"""One preset pipeline: ``apply_preset(volume, name, backend=..., progress=, cancel=) -> FilterResult``."""
 
 
 #
@@ -48,20 +43,20 @@ class SpineFiltering(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Spine Volume Filtering"
-        self.parent.categories = ["Spine"]
+        self.parent.title = _("Spine Volume Filtering")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Spine")]
         self.parent.dependencies = []
         self.parent.contributors = ["LumbarSpine contributors"]
-        self.parent.helpText = f"""
+        self.parent.helpText = _("""
 Denoise and enhance spine CT / MRI volumes with single filters or preset pipelines. Filters run on an
 NVIDIA GPU through CuPy when one works (backend "auto" or "cupy") and on the CPU with NumPy/SciPy
 otherwise. The input volume is never modified unless it is explicitly picked as the output.
-See the <a href="{DOCUMENTATION_URL}">LumbarSpine documentation</a>.
-"""
-        self.parent.acknowledgementText = """
+See the <a href="{url}">LumbarSpine documentation</a>.
+""").format(url=DOCUMENTATION_URL)
+        self.parent.acknowledgementText = _("""
 Developed as part of the LumbarSpine extension. Module structure after the 3D Slicer scripted module
 template by Jean-Christophe Fillion-Robin (Kitware), Andras Lasso (PerkLab) and Steve Pieper (Isomics).
-"""
+""")
 
 
 #
@@ -119,21 +114,6 @@ def _parameterInfo(parameter: Any) -> dict:
     }
 
 
-def _ensureScipy() -> bool:
-    """SciPy is needed by the CPU backend; Slicer may not ship it. Offer to install it (never at import time)."""
-    import importlib.util
-
-    if importlib.util.find_spec("scipy") is not None:
-        return True
-    if not slicer.util.confirmOkCancelDisplay(
-        "Spine filtering needs the Python package 'scipy', which is not installed. Install it now?",
-        "Missing Python package",
-    ):
-        return False
-    slicer.util.pip_install("scipy")
-    return importlib.util.find_spec("scipy") is not None
-
-
 @dataclass
 class FilteringResult:
     """What :meth:`SpineFilteringLogic.process` produced."""
@@ -150,98 +130,49 @@ class FilteringResult:
 #
 
 
-class SpineFilteringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class SpineFilteringWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The module panel: input, filter/preset, parameters, backend, output, Apply/Cancel."""
 
+    uiFile = "UI/SpineFiltering.ui"
+    runFields = ("inputVolume", "outputVolume")
+    lockedWidgets = ("inputSelector", "outputSelector")
+    defaultInput = ("inputVolume", "vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode")
+
     def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
+        SpineModuleWidget.__init__(self, parent)
         self._parameterWidgets = {}
-        self._cancelRequested = False
-        self._running = False
+        self._runOperation = ""
 
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
+    def createLogic(self):
+        return SpineFilteringLogic()
 
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SpineFiltering.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        # The .ui connects the top-level qMRMLWidget's mrmlSceneChanged(vtkMRMLScene*) to each selector.
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-
-        self.logic = SpineFilteringLogic()
-
-        self.ui.progressBar.setVisible(False)
-        self.ui.cancelButton.enabled = False
+    def setupModule(self) -> None:
         self._populateOperations()
+        self.connectSignal(self.ui.operationComboBox, "currentIndexChanged(int)", self.onOperationChanged)
+        self.connectSignal(self.ui.backendComboBox, "activated(int)", self.onBackendPicked)
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
-        self.ui.operationComboBox.connect("currentIndexChanged(int)", self.onOperationChanged)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
-
-        self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        self.removeObservers()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode and not firstVolumeNode.IsA("vtkMRMLLabelMapVolumeNode"):
-                self._parameterNode.inputVolume = firstVolumeNode
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            # Widgets with the "SlicerParameterName" dynamic property in the .ui are connected here.
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._selectOperation(self._parameterNode.operation)
-            # Sync the parameter node with the combo and rebuild the form with the stored values.
+    def setParameterNode(self, parameterNode) -> None:
+        SpineModuleWidget.setParameterNode(self, parameterNode)
+        if parameterNode:  # show the stored operation and rebuild the form with the stored values
+            self._selectOperation(parameterNode.operation)
             self.onOperationChanged(self.ui.operationComboBox.currentIndex)
 
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        ready = bool(self._parameterNode and self._parameterNode.inputVolume and self._currentOperation())
-        self.ui.applyButton.enabled = ready and not self._running
-        self.ui.applyButton.toolTip = "Run the selected filter or preset." if ready else "Select an input volume."
+    def notReadyReason(self) -> str:
+        if not self._parameterNode.inputVolume:
+            return _("Select an input volume.")
+        return "" if self._currentOperation() else _("Select a filter or preset.")
+
+    def onBackendPicked(self, index: int) -> None:
+        """The first pick of the GPU backend offers to install CuPy (never at import time)."""
+        if self._parameterNode and self._parameterNode.backend == "cupy" and not ensureCupy():
+            self._parameterNode.backend = "auto"
 
     # ------------------------------------------------------------------ filter / preset choice
     def _populateOperations(self) -> None:
         combo = self.ui.operationComboBox
         combo.blockSignals(True)
         combo.clear()
-        try:
-            operations = self.logic.availableOperations()
-        except Exception as exc:  # the library could not be imported: say so instead of an empty panel
-            logging.error(f"SpineFiltering: cannot list filters: {exc}")
-            self.ui.statusLabel.text = f"The lumbarspine library is not available: {exc}"
-            operations = []
+        operations = self.logic.availableOperations()
         for key, title in operations:
             combo.addItem(title, key)
         combo.blockSignals(False)
@@ -266,7 +197,7 @@ class SpineFilteringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode and key and self._parameterNode.operation != key:
             self._parameterNode.operation = key
         self._buildParameterForm(key)
-        self._checkCanApply()
+        self.checkCanApply()
 
     def _storedValues(self, name: str) -> dict:
         if not self._parameterNode:
@@ -298,7 +229,7 @@ class SpineFilteringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         kind, name = key.split(":", 1)
         self.ui.operationHelpLabel.text = self.logic.operationDescription(key)
         if kind != "filter":
-            formLayout.addRow(qt.QLabel("A preset runs its steps with their own parameters."))
+            formLayout.addRow(qt.QLabel(_("A preset runs its steps with their own parameters.")))
             return
         stored = self._storedValues(name)
         for parameter in self.logic.filterParameters(name):
@@ -367,68 +298,30 @@ class SpineFilteringWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return values
 
     # ------------------------------------------------------------------ running
-    def _setRunning(self, running: bool) -> None:
-        self._running = running
-        self.ui.cancelButton.enabled = running
-        self.ui.progressBar.setVisible(running)
-        self.ui.progressBar.value = 0
-        self._checkCanApply()
-
-    def _onProgress(self, fraction: float, message: str = "") -> None:
-        self.ui.progressBar.value = int(round(100.0 * min(max(float(fraction), 0.0), 1.0)))
-        if message:
-            self.ui.statusLabel.text = message
-        slicer.app.processEvents()  # keep the GUI (and the Cancel button) responsive
-
-    def _isCancelRequested(self) -> bool:
-        return self._cancelRequested
-
-    def onCancelButton(self) -> None:
-        self._cancelRequested = True
-        self.ui.statusLabel.text = "Cancelling..."
-
-    def onApplyButton(self) -> None:
-        """Run the selected filter or preset on the input volume."""
-        if not _ensureScipy():
-            self.ui.statusLabel.text = "SciPy is needed: not run."
-            return
+    def makeJob(self) -> Job:
         self._storeValues()
-        self._cancelRequested = False
-        self._setRunning(True)
-        started = time.perf_counter()
-        try:
-            with slicer.util.tryWithErrorDisplay("Filtering failed.", waitCursor=True):
-                from lumbarspine.filters import FilterCancelled
+        self._runOperation = self._currentOperation()
+        kind, _name = self.logic.resolveOperation(self._runOperation)
+        parameters = self._currentParameterValues() if kind == "filter" else {}
+        return self.logic.makeJob(
+            self._parameterNode.inputVolume, self._runOperation, parameters, self._parameterNode.backend
+        )
 
-                try:
-                    result = self.logic.process(
-                        self._parameterNode.inputVolume,
-                        outputVolume=self._parameterNode.outputVolume,
-                        operation=self._currentOperation(),
-                        parameters=self._currentParameterValues(),
-                        backend=self._parameterNode.backend,
-                        progress=self._onProgress,
-                        cancel=self._isCancelRequested,
-                        scene=slicer.mrmlScene,
-                    )
-                except FilterCancelled:
-                    self.ui.statusLabel.text = f"Cancelled after {time.perf_counter() - started:.2f} s."
-                    return
-                # Later runs write into the same node until the user picks "Create new volume" again.
-                if not result.outputVolume.IsA("vtkMRMLLabelMapVolumeNode"):
-                    self._parameterNode.outputVolume = result.outputVolume
-                if result.outputVolume.IsA("vtkMRMLLabelMapVolumeNode"):  # masks / labels from threshold etc.
-                    slicer.util.setSliceViewerLayers(
-                        background=self._parameterNode.inputVolume, label=result.outputVolume, fit=True
-                    )
-                else:
-                    slicer.util.setSliceViewerLayers(background=result.outputVolume, fit=True)
-                self.ui.statusLabel.text = (
-                    f"{result.name}: backend {result.backend}, {result.seconds:.2f} s "
-                    f"(total {time.perf_counter() - started:.2f} s) -> {result.outputVolume.GetName()}"
-                )
-        finally:
-            self._setRunning(False)
+    def applyResult(self, filterResult) -> str:
+        parameters = self._parameterNode
+        newOutput = parameters.outputVolume is None
+        result = self.logic.applyResult(
+            filterResult, parameters.inputVolume, parameters.outputVolume, self._runOperation, slicer.mrmlScene
+        )
+        if newOutput:  # show a new volume once; later runs refill it where the user put it
+            showVolumeOnce(result.outputVolume, parameters.inputVolume)
+        if not result.outputVolume.IsA("vtkMRMLLabelMapVolumeNode"):
+            parameters.outputVolume = result.outputVolume  # later runs refill it until "Create new volume"
+        if result.backend != "cupy" and parameters.backend != "numpy":
+            sayOnce("cpu", _("Filters run on the CPU here: {message}").format(message=filterResult.message))
+        return _("{name}: backend {backend}, {seconds:.2f} s -> {output}").format(
+            name=result.name, backend=result.backend, seconds=result.seconds, output=result.outputVolume.GetName()
+        )
 
 
 #
@@ -442,7 +335,7 @@ class SpineFilteringLogic(ScriptedLoadableModuleLogic):
     Example::
 
         logic = SpineFilteringLogic()
-        result = logic.process(inputNode, operation="filter:gaussian", parameters={"sigma_mm": 1.0})
+        result = logic.process(inputNode, operation="filter:gaussian", parameters={"sigma": 1.0})
         print(result.outputVolume.GetName(), result.backend, result.seconds)
     """
 
@@ -509,15 +402,52 @@ class SpineFilteringLogic(ScriptedLoadableModuleLogic):
             return "Steps: " + ", ".join(str(getattr(step, "name", step)) for step in steps)
         return ""
 
+    def makeJob(self, inputVolume, operation: str, parameters: Optional[dict] = None, backend: str = "auto") -> Job:
+        """The filter or preset ``operation`` on ``inputVolume`` as a job (:data:`FILTER_CALL` / :data:`PRESET_CALL`).
+
+        :raises ValueError: missing input, unknown filter/preset/parameter/backend, input without image.
+        """
+        from lumbarspine.slicer_nodes import volume_from_node
+
+        if inputVolume is None:
+            raise ValueError("No input volume: select the volume to filter.")
+        if not inputVolume.IsA("vtkMRMLScalarVolumeNode"):
+            raise ValueError(f"{inputVolume.GetName()!r} is not a scalar volume.")
+        if backend not in BACKENDS:
+            raise ValueError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
+        kind, name = self.resolveOperation(operation)
+        parameters = dict(parameters or {})
+        if kind == "filter":
+            known = {_parameterInfo(p)["name"] for p in self.filterParameters(name)}
+            unknown = sorted(set(parameters) - known)
+            if unknown:
+                raise ValueError(
+                    f"Filter {name!r} has no parameter(s) {', '.join(unknown)}; it takes: {', '.join(sorted(known))}."
+                )
+            return Job(FILTER_CALL, (volume_from_node(inputVolume), name), {"backend": backend, **parameters}, name)
+        if parameters:
+            raise ValueError(f"Preset {name!r} takes no parameters (got {', '.join(sorted(parameters))}).")
+        return Job(PRESET_CALL, (volume_from_node(inputVolume), name), {"backend": backend}, name)
+
+    def applyResult(self, filterResult, inputVolume, outputVolume, operation: str, scene) -> FilteringResult:
+        """Write the library's result into ``outputVolume`` (a new node in ``scene`` when None)."""
+        from lumbarspine.slicer_nodes import volume_to_node
+
+        kind, name = self.resolveOperation(operation)
+        outputName = None if outputVolume is not None else scene.GenerateUniqueName(f"{inputVolume.GetName()}_{name}")
+        outputNode = volume_to_node(filterResult.volume, scene, node=outputVolume, name=outputName)
+        backendName = getattr(filterResult.backend, "name", None) or str(filterResult.backend)
+        return FilteringResult(outputNode, backendName, float(filterResult.seconds or 0.0), kind, name)
+
     def process(
         self,
         inputVolume,
         outputVolume=None,
         operation: str = "",
-        parameters: dict | None = None,
+        parameters: Optional[dict] = None,
         backend: str = "auto",
-        progress: Callable[[float, str], None] | None = None,
-        cancel: Callable[[], bool] | None = None,
+        progress: Optional[Callable[[float, str], None]] = None,
+        cancel: Optional[Callable[[], bool]] = None,
         scene=None,
     ) -> FilteringResult:
         """Filter ``inputVolume`` and write the result into ``outputVolume`` (a new node when None).
@@ -530,47 +460,14 @@ class SpineFilteringLogic(ScriptedLoadableModuleLogic):
         :param scene: MRML scene for a new output node (default: the input node's scene).
         :raises ValueError: missing input, unknown filter/preset/parameter/backend, input without image.
         """
-        from lumbarspine.filters import FilterCancelled, apply_filter, apply_preset
-        from lumbarspine.slicer_nodes import volume_from_node, volume_to_node
-
-        if inputVolume is None:
-            raise ValueError("No input volume: select the volume to filter.")
-        if not inputVolume.IsA("vtkMRMLScalarVolumeNode"):
-            raise ValueError(f"{inputVolume.GetName()!r} is not a scalar volume.")
-        if outputVolume is not None and not outputVolume.IsA("vtkMRMLScalarVolumeNode"):
-            raise ValueError(f"Output {outputVolume.GetName()!r} is not a scalar volume node.")
-        if backend not in BACKENDS:
-            raise ValueError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
-        scene = scene if scene is not None else inputVolume.GetScene()
-        if scene is None:
-            raise ValueError("The input volume is not in an MRML scene: pass scene=...")
-        kind, name = self.resolveOperation(operation)
-        parameters = dict(parameters or {})
-        if kind == "filter":
-            known = {_parameterInfo(p)["name"] for p in self.filterParameters(name)}
-            unknown = sorted(set(parameters) - known)
-            if unknown:
-                raise ValueError(
-                    f"Filter {name!r} has no parameter(s) {', '.join(unknown)}; it takes: {', '.join(sorted(known))}."
-                )
-        elif parameters:
-            raise ValueError(f"Preset {name!r} takes no parameters (got {', '.join(sorted(parameters))}).")
-
-        volume = volume_from_node(inputVolume)
-        if cancel is not None and cancel():
-            raise FilterCancelled("Filtering was cancelled by the user.")
-        logging.info(f"SpineFiltering: {kind} {name} on {inputVolume.GetName()} (backend {backend})")
-        if kind == "filter":
-            result = apply_filter(volume, name, backend=backend, progress=progress, cancel=cancel, **parameters)
-        else:
-            result = apply_preset(volume, name, backend=backend, progress=progress, cancel=cancel)
-
-        outputName = None if outputVolume is not None else scene.GenerateUniqueName(f"{inputVolume.GetName()}_{name}")
-        outputNode = volume_to_node(result.volume, scene, node=outputVolume, name=outputName)
-        backendName = getattr(result.backend, "name", None) or str(result.backend)
-        seconds = float(getattr(result, "seconds", 0.0) or 0.0)
-        logging.info(f"SpineFiltering: {name} done on {backendName} in {seconds:.2f} s")
-        return FilteringResult(outputNode, backendName, seconds, kind, name)
+        check_output_node(outputVolume, "vtkMRMLScalarVolumeNode", "scalar volume")
+        job = self.makeJob(inputVolume, operation, parameters, backend)
+        scene = scene_of(inputVolume, scene, "input volume")
+        logging.info(f"SpineFiltering: {job.call} {job.title} on {inputVolume.GetName()} (backend {backend})")
+        result = run_job(job, progress, cancel)
+        filtered = self.applyResult(result, inputVolume, outputVolume, operation, scene)
+        logging.info(f"SpineFiltering: {filtered.name} done on {filtered.backend} in {filtered.seconds:.2f} s")
+        return filtered
 
 
 #
@@ -578,31 +475,11 @@ class SpineFilteringLogic(ScriptedLoadableModuleLogic):
 #
 
 
-def _phantomVolumes(**specArguments):
-    """(image, labels) Volumes of a synthetic lumbar phantom (see lumbarspine.phantom.PhantomSpec)."""
-    from lumbarspine.phantom import PhantomSpec, generate_phantom
-
-    phantom = generate_phantom(PhantomSpec(**specArguments))
-    return phantom.image, phantom.labels
-
-
-class SpineFilteringTest(ScriptedLoadableModuleTest):
+class SpineFilteringTest(SelfTestMixin, ScriptedLoadableModuleTest):
     """Self-test: filters a small synthetic phantom with the logic."""
 
-    def setUp(self):
-        slicer.mrmlScene.Clear(0)
-
-    def runTest(self):
-        self.setUp()
-        self.test_FilterPhantom()
-        self.setUp()
-        self.test_PresetCancelAndErrors()
-
     def _inputNode(self):
-        from lumbarspine.slicer_nodes import volume_to_node
-
-        image, _ = _phantomVolumes(spacing=(2.0, 2.0, 2.0), noise=20.0)
-        return volume_to_node(image, slicer.mrmlScene, name="SpineFilteringPhantom")
+        return phantom_node(slicer.mrmlScene, "image", "SpineFilteringPhantom", spacing=(2.0, 2.0, 2.0), noise=20.0)
 
     def test_FilterPhantom(self):
         from lumbarspine.filters import FILTERS

@@ -1,40 +1,31 @@
 """Lumbar Stenosis Grading: dural sac area and AP diameter per disc level, graded, in a table.
 
-All computation lives in the Qt-free ``lumbarspine`` library (``lumbarspine.stenosis``); this module
-wires it to the Slicer GUI and MRML scene.
+Grading is one call of the Qt-free ``lumbarspine`` library, :data:`GRADE_CALL`: the panel runs it in a
+worker process (``SpineModulesLib``: parameter node, progress, Cancel, locks), ``process()`` in this one.
 """
 
-import logging
-import os
-import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any
+from __future__ import annotations
 
-import numpy as np
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
 import slicer
-import vtk
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
+from slicer.ScriptedLoadableModule import *  # the four base classes, as in Slicer's module template
 from slicer.util import VTKObservationMixin
 
-# Make the "lumbarspine" library importable when the module is loaded from the source tree
-# (LumbarSpine/SpineStenosis/SpineStenosis.py -> LumbarSpine/lumbarspine). In an installed
-# extension the package sits next to the module files and is importable already.
-try:
-    import lumbarspine  # noqa: F401
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from SpineModulesLib import Job, OperationCancelled, phantom_node, run_job
+from SpineModulesLib.i18n import _, translate
+from SpineModulesLib.nodes import check_output_node, label_volume_from_node, report, scaled_progress, scene_of
+from SpineModulesLib.selftest import SelfTestMixin
+from SpineModulesLib.widget import SpineModuleWidget, showTableOnce
 
 DOCUMENTATION_URL = "https://github.com/lumbarspine/SlicerLumbarSpine#readme"
-
+GRADE_CALL = "lumbarspine.grading:grade_levels"
+"""The library call that measures and grades every level: ``grade_levels(labels) -> list of row dicts``."""
 
 #
 # SpineStenosis
@@ -46,23 +37,23 @@ class SpineStenosis(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Lumbar Stenosis Grading"
-        self.parent.categories = ["Spine"]
+        self.parent.title = _("Lumbar Stenosis Grading")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Spine")]
         self.parent.dependencies = []
         self.parent.contributors = ["LumbarSpine contributors"]
-        self.parent.helpText = f"""
+        self.parent.helpText = _("""
 Measures the dural sac cross-sectional area (perpendicular to the canal) and the antero-posterior
 canal diameter at each lumbar disc level of a label map in the TotalSpineSeg convention (2 spinal
 canal / dural sac, 41-45 L1-L5, 50 sacrum, 91-100 discs), and estimates a central canal stenosis grade
 from published cut-offs (dural sac area &lt; 100 mm2 relative, &lt; 75 mm2 absolute stenosis).
 The grades are estimates from measurements, not a radiologist's reading.
-See the <a href="{DOCUMENTATION_URL}">LumbarSpine documentation</a>.
-"""
-        self.parent.acknowledgementText = """
+See the <a href="{url}">LumbarSpine documentation</a>.
+""").format(url=DOCUMENTATION_URL)
+        self.parent.acknowledgementText = _("""
 Developed as part of the LumbarSpine extension. Module structure after the 3D Slicer scripted module
 template by Jean-Christophe Fillion-Robin (Kitware), Andras Lasso (PerkLab) and Steve Pieper (Isomics).
 Label convention after the TotalSpineSeg project.
-"""
+""")
 
 
 #
@@ -82,10 +73,6 @@ class SpineStenosisParameterNode:
     outputTable: vtkMRMLTableNode
 
 
-class OperationCancelled(RuntimeError):
-    """Raised by the logic when its ``cancel()`` callback returns True."""
-
-
 @dataclass
 class StenosisResult:
     """What :meth:`SpineStenosisLogic.process` produced."""
@@ -100,136 +87,36 @@ class StenosisResult:
 #
 
 
-class SpineStenosisWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class SpineStenosisWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The module panel: input label map, output table, Apply/Cancel, summary of the grades."""
 
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._cancelRequested = False
-        self._running = False
+    uiFile = "UI/SpineStenosis.ui"
+    runFields = ("inputLabelmap", "outputTable")
+    lockedWidgets = ("inputSelector", "outputTableSelector")
+    defaultInput = ("inputLabelmap", "vtkMRMLLabelMapVolumeNode", "")
 
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
+    def createLogic(self):
+        return SpineStenosisLogic()
 
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SpineStenosis.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        # The .ui connects the top-level qMRMLWidget's mrmlSceneChanged(vtkMRMLScene*) to each selector.
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+    def notReadyReason(self) -> str:
+        return "" if self._parameterNode.inputLabelmap else _("Select an input label map.")
 
-        self.logic = SpineStenosisLogic()
-
-        self.ui.progressBar.setVisible(False)
-        self.ui.cancelButton.enabled = False
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
-
-        self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        self.removeObservers()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputLabelmap:
-            firstLabelmap = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLLabelMapVolumeNode")
-            if firstLabelmap:
-                self._parameterNode.inputLabelmap = firstLabelmap
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
-
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        ready = bool(self._parameterNode and self._parameterNode.inputLabelmap)
-        self.ui.applyButton.enabled = ready and not self._running
-        self.ui.applyButton.toolTip = "Measure and grade every disc level." if ready else "Select an input label map."
-
-    def _setRunning(self, running: bool) -> None:
-        self._running = running
-        self.ui.cancelButton.enabled = running
-        self.ui.progressBar.setVisible(running)
-        self.ui.progressBar.value = 0
-        self._checkCanApply()
-
-    def _onProgress(self, fraction: float, message: str = "") -> None:
-        self.ui.progressBar.value = int(round(100.0 * min(max(float(fraction), 0.0), 1.0)))
-        if message:
-            self.ui.statusLabel.text = message
-        slicer.app.processEvents()  # keep the GUI (and the Cancel button) responsive
-
-    def _isCancelRequested(self) -> bool:
-        return self._cancelRequested
-
-    def onCancelButton(self) -> None:
-        self._cancelRequested = True
-        self.ui.statusLabel.text = "Cancelling..."
-
-    def onApplyButton(self) -> None:
-        """Grade the input label map and show the table."""
-        self._cancelRequested = False
-        self._setRunning(True)
+    def makeJob(self) -> Job:
         self.ui.resultsLabel.text = ""
-        try:
-            with slicer.util.tryWithErrorDisplay("Stenosis grading failed.", waitCursor=True):
-                try:
-                    result = self.logic.process(
-                        self._parameterNode.inputLabelmap,
-                        outputTable=self._parameterNode.outputTable,
-                        progress=self._onProgress,
-                        cancel=self._isCancelRequested,
-                        scene=slicer.mrmlScene,
-                    )
-                except OperationCancelled:
-                    self.ui.statusLabel.text = "Cancelled."
-                    return
-                self._parameterNode.outputTable = result.outputTable
-                self.ui.resultsLabel.text = self.logic.summaryHtml(result.rows)
-                self.ui.statusLabel.text = (
-                    f"{len(result.rows)} level(s) graded in {result.seconds:.2f} s -> {result.outputTable.GetName()}"
-                )
-                self._showResults(self._parameterNode.inputLabelmap, result.outputTable)
-        finally:
-            self._setRunning(False)
+        return self.logic.makeJob(self._parameterNode.inputLabelmap)
 
-    def _showResults(self, labelmapNode, tableNode) -> None:
-        slicer.util.setSliceViewerLayers(label=labelmapNode)
-        layoutManager = slicer.app.layoutManager()
-        if layoutManager is not None:
-            layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-        selectionNode = slicer.app.applicationLogic().GetSelectionNode()
-        selectionNode.SetActiveTableID(tableNode.GetID())
-        slicer.app.applicationLogic().PropagateTableSelection()
+    def applyResult(self, rows) -> str:
+        newTable = self._parameterNode.outputTable is None
+        result = self.logic.applyResult(
+            rows, self._parameterNode.inputLabelmap, self._parameterNode.outputTable, slicer.mrmlScene
+        )
+        self._parameterNode.outputTable = result.outputTable
+        self.ui.resultsLabel.text = self.logic.summaryHtml(result.rows)
+        if newTable:  # show a new table once; later runs refill it where the user put it
+            showTableOnce(result.outputTable)
+        return _("{count} level(s) graded -> {table}").format(
+            count=len(result.rows), table=result.outputTable.GetName()
+        )
 
 
 #
@@ -253,19 +140,30 @@ class SpineStenosisLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return SpineStenosisParameterNode(super().getParameterNode())
 
-    @staticmethod
-    def _report(progress, cancel, fraction: float, message: str) -> None:
-        if cancel is not None and cancel():
-            raise OperationCancelled("Stenosis grading was cancelled by the user.")
-        if progress is not None:
-            progress(fraction, message)
+    def makeJob(self, inputLabelmap) -> Job:
+        """The grading of ``inputLabelmap`` as a job (:data:`GRADE_CALL` on its label map)."""
+        return Job(GRADE_CALL, (label_volume_from_node(inputLabelmap),), {}, title=_("Stenosis grading"))
+
+    def applyResult(self, rows, inputLabelmap, outputTable, scene) -> StenosisResult:
+        """Write the graded ``rows`` into ``outputTable`` (a new table in ``scene`` when None)."""
+        from lumbarspine.slicer_nodes import table_node_from_rows
+
+        rows = list(rows)
+        if not rows:
+            raise ValueError(
+                "No disc level could be measured: the label map needs the spinal canal (label 2) and the "
+                "lumbar discs (labels 91-100) in the TotalSpineSeg convention."
+            )
+        name = None if outputTable is not None else scene.GenerateUniqueName(f"{inputLabelmap.GetName()}_stenosis")
+        table = table_node_from_rows(rows, scene, node=outputTable, name=name)
+        return StenosisResult(table, rows, 0.0)
 
     def process(
         self,
         inputLabelmap,
         outputTable=None,
-        progress: Callable[[float, str], None] | None = None,
-        cancel: Callable[[], bool] | None = None,
+        progress: Optional[Callable[[float, str], None]] = None,
+        cancel: Optional[Callable[[], bool]] = None,
         scene=None,
     ) -> StenosisResult:
         """Grade every disc level of ``inputLabelmap`` and write the rows into ``outputTable``.
@@ -278,42 +176,20 @@ class SpineStenosisLogic(ScriptedLoadableModuleLogic):
         :param scene: MRML scene for a new table (default: the input node's scene).
         :raises ValueError: missing or non-integer input, or no measurable disc level.
         """
-        from lumbarspine.grading import grade_levels
-        from lumbarspine.slicer_nodes import table_node_from_rows, volume_from_node
-
-        if inputLabelmap is None:
-            raise ValueError("No input label map: select a spine label map (TotalSpineSeg convention).")
-        if not inputLabelmap.IsA("vtkMRMLScalarVolumeNode"):
-            raise ValueError(f"{inputLabelmap.GetName()!r} is not a label map volume.")
-        if outputTable is not None and not outputTable.IsA("vtkMRMLTableNode"):
-            raise ValueError(f"Output {outputTable.GetName()!r} is not a table node.")
-        scene = scene if scene is not None else inputLabelmap.GetScene()
-        if scene is None:
-            raise ValueError("The input label map is not in an MRML scene: pass scene=...")
-
+        what = "Stenosis grading"
+        check_output_node(outputTable, "vtkMRMLTableNode", "table")
         started = time.perf_counter()
-        self._report(progress, cancel, 0.05, "Reading the label map")
-        labels = volume_from_node(inputLabelmap)
-        if not labels.is_label:
-            if not np.issubdtype(np.asarray(labels.array).dtype, np.integer):
-                raise ValueError(
-                    f"{inputLabelmap.GetName()!r} holds non-integer values: a label map (integer labels) is needed."
-                )
-            labels = replace(labels, is_label=True)
-        self._report(progress, cancel, 0.2, "Measuring the dural sac at each disc level")
-        rows = list(grade_levels(labels))
-        if not rows:
-            raise ValueError(
-                "No disc level could be measured: the label map needs the spinal canal (label 2) and the "
-                "lumbar discs (labels 91-100) in the TotalSpineSeg convention."
-            )
-        self._report(progress, cancel, 0.9, "Writing the table")
-        name = None if outputTable is not None else scene.GenerateUniqueName(f"{inputLabelmap.GetName()}_stenosis")
-        table = table_node_from_rows(rows, scene, node=outputTable, name=name)
-        seconds = time.perf_counter() - started
-        self._report(progress, None, 1.0, "Done")
-        logging.info(f"SpineStenosis: {len(rows)} level(s) graded in {seconds:.2f} s")
-        return StenosisResult(table, rows, seconds)
+        report(progress, cancel, 0.05, "Reading the label map", what)
+        job = self.makeJob(inputLabelmap)
+        scene = scene_of(inputLabelmap, scene, "input label map")
+        report(progress, cancel, 0.2, "Measuring the dural sac at each disc level", what)
+        rows = run_job(job, scaled_progress(progress, 0.2, 0.9), cancel)
+        report(progress, cancel, 0.9, "Writing the table", what)
+        result = self.applyResult(rows, inputLabelmap, outputTable, scene)
+        result.seconds = time.perf_counter() - started
+        report(progress, None, 1.0, "Done", what)
+        logging.info(f"SpineStenosis: {len(result.rows)} level(s) graded in {result.seconds:.2f} s")
+        return result
 
     @staticmethod
     def summaryHtml(rows: list) -> str:
@@ -342,32 +218,12 @@ class SpineStenosisLogic(ScriptedLoadableModuleLogic):
 #
 
 
-def _phantomVolumes(**specArguments):
-    """(image, labels) Volumes of a synthetic lumbar phantom (see lumbarspine.phantom.PhantomSpec)."""
-    from lumbarspine.phantom import PhantomSpec, generate_phantom
-
-    phantom = generate_phantom(PhantomSpec(**specArguments))
-    return phantom.image, phantom.labels
-
-
-class SpineStenosisTest(ScriptedLoadableModuleTest):
+class SpineStenosisTest(SelfTestMixin, ScriptedLoadableModuleTest):
     """Self-test: grades a synthetic phantom with a known stenosis at L4-L5."""
 
-    def setUp(self):
-        slicer.mrmlScene.Clear(0)
-
-    def runTest(self):
-        self.setUp()
-        self.test_GradePhantom()
-        self.setUp()
-        self.test_Errors()
-
     def test_GradePhantom(self):
-        from lumbarspine.slicer_nodes import volume_to_node
-
         self.delayDisplay("Grading a phantom with a 55 mm2 dural sac at L4-L5")
-        _, labels = _phantomVolumes(stenosis={"L4-L5": 55.0}, noise=0.0)
-        labelmap = volume_to_node(labels, slicer.mrmlScene, name="SpineStenosisPhantom")
+        labelmap = phantom_node(slicer.mrmlScene, "labels", "SpineStenosisPhantom", stenosis={"L4-L5": 55.0}, noise=0.0)
         self.assertTrue(labelmap.IsA("vtkMRMLLabelMapVolumeNode"))
 
         logic = SpineStenosisLogic()
@@ -399,13 +255,10 @@ class SpineStenosisTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Stenosis grading test passed")
 
     def test_Errors(self):
-        from lumbarspine.slicer_nodes import volume_to_node
-
         logic = SpineStenosisLogic()
         with self.assertRaises(ValueError):
             logic.process(None)
-        _, labels = _phantomVolumes(spacing=(2.0, 2.0, 2.0), noise=0.0)
-        labelmap = volume_to_node(labels, slicer.mrmlScene, name="SpineStenosisPhantom")
+        labelmap = phantom_node(slicer.mrmlScene, "labels", "SpineStenosisPhantom", spacing=(2.0, 2.0, 2.0), noise=0.0)
         with self.assertRaises(OperationCancelled):
             logic.process(labelmap, cancel=lambda: True)
         self.delayDisplay("Stenosis error tests passed")

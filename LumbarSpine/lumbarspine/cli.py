@@ -63,7 +63,11 @@ EXIT_OUTPUT = 3
 EXIT_MEMORY = 4
 EXIT_INTERRUPTED = 130
 
-COMMAND_MODULES: tuple[str, ...] = ("lumbarspine.anatomy.command", "lumbarspine.grading.command", "lumbarspine.planning.command")
+COMMAND_MODULES: tuple[str, ...] = (
+    "lumbarspine.anatomy.command",
+    "lumbarspine.grading.command",
+    "lumbarspine.planning.command",
+)
 """Library modules that add a subcommand each (``segment``, ``grade``, ``plan``, ...).
 
 Each module defines ``NAME`` (the subcommand), ``add_parser(subparsers) -> ArgumentParser`` and

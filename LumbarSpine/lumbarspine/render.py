@@ -123,8 +123,6 @@ def render_3d_views(
     import vtk
     from vtk.util.numpy_support import vtk_to_numpy
 
-    from .safe_write import atomic_output
-
     for view in paths:
         if view not in VIEW_NAMES:
             raise ValueError(f"Unknown view {view!r}: choose one of {', '.join(VIEW_NAMES)}.")

@@ -67,3 +67,13 @@ def test_extension_metadata_and_packaging(calls):
     for url in metadata["EXTENSION_SCREENSHOTURLS"].split():
         assert (REPO / url.split("/main/", 1)[1]).is_file(), url
     assert "cpack LumbarSpine" in calls
+
+
+def test_the_helper_package_is_installed_next_to_the_modules(calls):
+    """SpineModulesLib (the panels' shared Qt-side helper) is installed beside the modules, every file of it."""
+    line = next(c for c in calls if c.startswith("python_library SpineModulesLib "))
+    assert "no_install_subdir=TRUE" in line
+    assert "install_dir=lib/Slicer-5.13/qt-scripted-modules/SpineModulesLib" in line
+    installed = set(line.split("scripts=", 1)[1].split())
+    assert installed == {p.name for p in (REPO / "LumbarSpine" / "SpineModulesLib").glob("*.py")}
+    assert "worker.py" in installed and "controller.py" in installed

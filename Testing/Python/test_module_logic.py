@@ -220,26 +220,23 @@ def test_no_global_scene_guard_works(no_global_scene):
 
 
 @pytest.mark.parametrize("name", ["SpineFiltering", "SpineStenosis", "SpinePlanning"])
-def test_widget_calls_logic_process_with_its_signature(load_module, name):
-    """The Widget's ``self.logic.process(...)`` call (read from the source: the Widget needs Qt) only uses
-    arguments the Logic's ``process`` takes, and passes the scene explicitly."""
+def test_widget_and_process_share_the_logics_job_and_apply(load_module, name):
+    """The panel runs ``Logic.makeJob`` in a worker and hands the result to ``Logic.applyResult``;
+    ``Logic.process`` runs the same job in-process and applies it the same way (one code path, one library call)."""
     import ast
-    import inspect
 
-    module = load_module(name)
-    source = (MODULES_DIR / name / f"{name}.py").read_text(encoding="utf-8")
-    widget = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == f"{name}Widget")
-    calls = [
-        node
-        for node in ast.walk(widget)
-        if isinstance(node, ast.Call) and ast.unparse(node.func) == "self.logic.process"
+    load_module(name)
+    tree = ast.parse((MODULES_DIR / name / f"{name}.py").read_text(encoding="utf-8"))
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    widget_calls = {ast.unparse(n.func) for n in ast.walk(classes[f"{name}Widget"]) if isinstance(n, ast.Call)}
+    assert {"self.logic.makeJob", "self.logic.applyResult"} <= widget_calls
+    process = next(n for n in classes[f"{name}Logic"].body if isinstance(n, ast.FunctionDef) and n.name == "process")
+    process_calls = {ast.unparse(n.func) for n in ast.walk(process) if isinstance(n, ast.Call)}
+    assert {"self.makeJob", "self.applyResult", "run_job"} <= process_calls
+    job_calls = [
+        n for n in ast.walk(classes[f"{name}Logic"]) if isinstance(n, ast.Call) and ast.unparse(n.func) == "Job"
     ]
-    assert len(calls) == 1
-    signature = inspect.signature(getattr(module, f"{name}Logic").process)
-    keywords = {keyword.arg for keyword in calls[0].keywords}
-    assert keywords <= set(signature.parameters), keywords - set(signature.parameters)
-    assert {"scene", "progress", "cancel"} <= keywords
-    signature.bind(None, *[None] * len(calls[0].args), **dict.fromkeys(keywords))
+    assert job_calls and all(isinstance(c.args[0], ast.Name) and c.args[0].id.endswith("_CALL") for c in job_calls)
 
 
 # ------------------------------------------------------------------------------ SpineFiltering

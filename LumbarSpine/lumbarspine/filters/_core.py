@@ -210,6 +210,8 @@ def slab_map(
     out: np.ndarray | None = None,
     dtype: Any = np.float32,
     slab: int = 8,
+    ctx: RunContext | None = None,
+    what: str = "",
 ) -> np.ndarray:
     """Apply a local (stencil) NumPy/SciPy function slab by slab along axis 0, on a thread pool.
 
@@ -218,26 +220,39 @@ def slab_map(
     handed ``halo`` extra slices on each side where they exist, so results are identical to
     ``func(array)``). Small slabs keep temporaries in cache and NumPy/SciPy release the GIL, so this
     is both faster single-threaded and parallel.
+
+    With ``ctx``, cancellation is checked before every slab and progress reported (from the calling
+    thread, in slab order) after each one, so a long filter can be stopped and followed slab by slab.
     """
     nk = array.shape[0]
     if out is None:
         out = np.empty(array.shape, dtype=dtype)
     threads = cpu_threads()
     if nk <= slab or array.size < 1 << 16:
+        if ctx is not None:
+            ctx.check_cancel()
         out[...] = func(array)
         return out
     bounds = [(a, min(a + slab, nk)) for a in range(0, nk, slab)]
 
     def work(ab: tuple[int, int]) -> None:
+        if ctx is not None:
+            ctx.check_cancel()  # every queued slab stops at once after a cancel
         a, b = ab
         lo, hi = max(0, a - halo), min(nk, b + halo)
         res = func(array[lo:hi])
         out[a:b] = res[a - lo : a - lo + (b - a)]
 
+    def done(count: int) -> None:
+        if ctx is not None:
+            ctx.report(count / len(bounds), f"{what} slab {count}/{len(bounds)}".strip())
+
     if threads == 1:
-        for ab in bounds:
+        for count, ab in enumerate(bounds, 1):
             work(ab)
+            done(count)
     else:
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(work, bounds))
+            for count, _ in enumerate(pool.map(work, bounds), 1):
+                done(count)
     return out

@@ -369,7 +369,8 @@ def _diffuse(volume: Volume, ctx: RunContext, time_step, conductance, iterations
     for it in range(iterations):
         avg = _average_gradient_sq_cpu(u, scale)
         k = -2.0 * avg * conductance * conductance
-        u = slab_map(lambda s, k=k: _step_cpu(s, scale, k, time_step, curvature), u, 1)
+        step = ctx.sub(it / iterations, (it + 1) / iterations)  # progress and Cancel per slab of each iteration
+        u = slab_map(lambda s, k=k: _step_cpu(s, scale, k, time_step, curvature), u, 1, ctx=step, what="diffusion")
         ctx.report((it + 1) / iterations, f"diffusion iteration {it + 1}/{iterations}")
     return volume.with_array(u)
 

@@ -51,6 +51,8 @@ def gaussian_impl(volume: Volume, ctx: RunContext, *, sigma: float = 1.0) -> Vol
             u,
             halo,
             slab=max(8, 2 * halo),
+            ctx=ctx,
+            what="gaussian",
         )
     ctx.report(1.0, "gaussian")
     return volume.with_array(out)
@@ -151,8 +153,11 @@ def median_impl(volume: Volume, ctx: RunContext, *, radius: int = 1) -> Volume:
     else:
         import SimpleITK as sitk
 
-        img = sitk.GetImageFromArray(np.ascontiguousarray(u))
-        out = sitk.GetArrayFromImage(sitk.Median(img, [radius] * 3))
+        def median(s: np.ndarray) -> np.ndarray:
+            return sitk.GetArrayFromImage(sitk.Median(sitk.GetImageFromArray(np.ascontiguousarray(s)), [radius] * 3))
+
+        # Slab by slab (halo = radius: identical to one call) so that progress moves and Cancel is honoured.
+        out = slab_map(median, u, radius, slab=max(32, 8 * radius), ctx=ctx, what="median")
     ctx.report(1.0, "median")
     return volume.with_array(out)
 

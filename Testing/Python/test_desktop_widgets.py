@@ -1,0 +1,235 @@
+"""The three module Widgets, built as far as the headless slicer-core harness allows.
+
+slicer-core has no Qt, no ``slicer.app`` and no ``parameterNodeWrapper``: the GUI base classes are the
+stand-ins of ``test_module_logic.py`` (fixtures imported from there), the ``.ui`` widgets are plain
+attribute holders (``_Ui``) and the parameter node is a namespace with the same fields holding real
+nodes. Everything else is real: the Widget classes and the helper's panel base, the Logic, the worker
+process, the run state machine, the MRML scene and its nodes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer", reason="slicer-core is not installed: pip install slicer-core==5.13.31053.0")
+
+import test_module_logic  # noqa: E402
+
+from lumbarspine.filters import apply_filter  # noqa: E402
+from lumbarspine.phantom import PhantomSpec, generate_phantom  # noqa: E402
+from lumbarspine.slicer_nodes import rows_from_table_node, volume_from_node, volume_to_node  # noqa: E402
+from SpineModulesLib.controller import RunState  # noqa: E402
+
+gui_standins = test_module_logic.gui_standins  # the GUI stand-ins (fixtures) of test_module_logic.py
+load_module = test_module_logic.load_module
+
+
+class _Control:
+    """What a panel reads and writes on a Qt widget: ``enabled``, ``text``, ``toolTip``, ``value``, visibility."""
+
+    def __init__(self, **values):
+        self.enabled, self.text, self.toolTip, self.value, self.visible = True, "", "", 0, True
+        self.__dict__.update(values)
+
+    def setVisible(self, visible):
+        self.visible = bool(visible)
+
+
+class _Combo(_Control):
+    """A QComboBox holding (title, data) items."""
+
+    def __init__(self, items, currentIndex=0):
+        super().__init__(currentIndex=currentIndex)
+        self.items = list(items)
+
+    def itemData(self, index):
+        return self.items[index][1]
+
+    def findData(self, data):
+        return next((i for i, (_, d) in enumerate(self.items) if d == data), -1)
+
+
+def _ui(*names, **special):
+    return types.SimpleNamespace(**{name: _Control() for name in names}, **special)
+
+
+COMMON = ("applyButton", "cancelButton", "progressBar", "statusLabel")
+
+
+@pytest.fixture
+def app_scene(slicer_scene, monkeypatch):
+    """The scene the panels see as ``slicer.mrmlScene`` (in Slicer: the application's scene)."""
+    import slicer
+
+    monkeypatch.setattr(slicer, "mrmlScene", slicer_scene.scene, raising=False)
+    return slicer_scene.scene
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return generate_phantom(PhantomSpec(stenosis={"L4-L5": 60.0}, spacing=(2.0, 2.0, 2.0), noise=20.0))
+
+
+def _build(module, name, ui, parameters):
+    widget = getattr(module, f"{name}Widget")(None)
+    assert isinstance(widget, sys.modules["SpineModulesLib.widget"].SpineModuleWidget)
+    assert widget.controller.state == RunState.IDLE
+    widget.ui = ui
+    widget.logic = widget.createLogic()
+    widget._parameterNode = parameters
+    return widget
+
+
+def _run(widget, timeout=120.0):
+    """Apply as the button does (without the wait cursor, which needs slicer.app) and poll as the timer does;
+    returns what the panel looked like while running."""
+    widget.checkCanApply()
+    assert widget.ui.applyButton.enabled, widget.ui.applyButton.toolTip
+    widget.startRun()
+    during = {name: control.enabled for name, control in vars(widget.ui).items() if isinstance(control, _Control)}
+    deadline = time.monotonic() + timeout
+    while widget.pollRun():
+        assert time.monotonic() < deadline, "the run did not end"
+        time.sleep(0.02)
+    return during
+
+
+def test_stenosis_widget_runs_in_a_worker_and_fills_the_table(load_module, app_scene, phantom):
+    module = load_module("SpineStenosis")
+    labelmap = volume_to_node(phantom.labels, app_scene, name="Labels")
+    parameters = types.SimpleNamespace(inputLabelmap=labelmap, outputTable=None)
+    ui = _ui(*COMMON, "inputSelector", "outputTableSelector", "resultsLabel")
+    widget = _build(module, "SpineStenosis", ui, parameters)
+
+    during = _run(widget)
+    assert not during["inputSelector"] and not during["outputTableSelector"] and not during["applyButton"]
+    assert during["cancelButton"]
+    assert widget.controller.state == RunState.SUCCEEDED, widget.controller.message
+    table = parameters.outputTable
+    assert table is not None and table.GetScene() is app_scene
+    rows = {row["level"]: row for row in rows_from_table_node(table)}
+    assert rows["L4-L5"]["grade"] == "Severe" and len(rows) == 5
+    assert "L4-L5" in ui.resultsLabel.text and "5 level(s) graded" in ui.statusLabel.text
+    assert ui.inputSelector.enabled and ui.applyButton.enabled and not ui.cancelButton.enabled
+    assert not ui.progressBar.visible
+
+    # a second run refills the same table
+    tables = app_scene.GetNumberOfNodesByClass("vtkMRMLTableNode")
+    _run(widget)
+    assert parameters.outputTable is table and app_scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == tables
+
+
+def test_planning_widget_cancel_on_scene_close_and_a_successful_run(load_module, app_scene, phantom):
+    module = load_module("SpinePlanning")
+    labelmap = volume_to_node(phantom.labels, app_scene, name="Labels")
+    parameters = types.SimpleNamespace(inputLabelmap=labelmap, marginMm=3.0, outputSegmentation=None, show3D=False)
+    ui = _ui(*COMMON, "inputSelector", "outputSegmentationSelector")
+    widget = _build(module, "SpinePlanning", ui, parameters)
+
+    widget.startRun()
+    assert widget.controller.running and not ui.inputSelector.enabled
+    widget.onSceneStartClose()  # what the StartCloseEvent observer calls
+    assert widget.controller.state == RunState.CANCELLED and widget._parameterNode is None
+    assert app_scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+    assert ui.inputSelector.enabled and "scene was closed" in ui.statusLabel.text
+
+    widget._parameterNode = parameters
+    _run(widget)
+    assert widget.controller.state == RunState.SUCCEEDED, widget.controller.message
+    segmentation = parameters.outputSegmentation
+    assert segmentation.GetSegmentation().GetNthSegment(0).GetName() == "no_go_zone"
+    assert "3.0 mm margin" in ui.statusLabel.text
+
+
+def test_filtering_widget_runs_the_chosen_filter_and_cleanup_cancels(load_module, app_scene, phantom):
+    module = load_module("SpineFiltering")
+    image = volume_to_node(phantom.image, app_scene, name="Image")
+    before = volume_from_node(image).array.copy()
+    parameters = types.SimpleNamespace(
+        inputVolume=image, outputVolume=None, operation="", backend="numpy", filterParameters="{}"
+    )
+    operations = module.SpineFilteringLogic.availableOperations()
+    combo = _Combo([(title, key) for key, title in operations])
+    combo.currentIndex = combo.findData("filter:gaussian")
+    ui = _ui(*COMMON, "inputSelector", "outputSelector", operationComboBox=combo)
+    widget = _build(module, "SpineFiltering", ui, parameters)
+    assert widget.notReadyReason() == ""
+
+    during = _run(widget)
+    assert not during["inputSelector"] and not during["outputSelector"]
+    assert widget.controller.state == RunState.SUCCEEDED, widget.controller.message
+    output = parameters.outputVolume
+    assert output is not None and output.GetID() != image.GetID()
+    expected = apply_filter(volume_from_node(image), "gaussian", backend="numpy").volume.array
+    np.testing.assert_array_equal(volume_from_node(output).array, expected)
+    assert "backend numpy" in ui.statusLabel.text
+    np.testing.assert_array_equal(volume_from_node(image).array, before)
+
+    # closing the module mid-run (cleanup) cancels: the output keeps its values, no node is added
+    combo.currentIndex = combo.findData("filter:curvature_diffusion")
+    widget._parameterWidgets = {}
+    nodes = app_scene.GetNumberOfNodes()
+    widget.addObserver(app_scene, app_scene.StartCloseEvent, widget.onSceneStartClose)
+    widget.startRun()
+    assert widget.controller.running
+    widget.cleanup()
+    assert widget.controller.state == RunState.CANCELLED and widget.Observations == []
+    assert app_scene.GetNumberOfNodes() == nodes
+    np.testing.assert_array_equal(volume_from_node(output).array, expected)
+
+
+def test_default_input_is_the_first_scalar_volume_with_an_image(load_module, app_scene, phantom):
+    from SpineModulesLib.widget import firstInputNode
+
+    load_module("SpineFiltering")
+    volume_to_node(phantom.labels, app_scene, name="Labels")  # a label map: skipped for filtering
+    app_scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Empty")  # no image: skipped
+    image = volume_to_node(phantom.image, app_scene, name="Image")
+    assert firstInputNode(app_scene, "vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode") is image
+    labels = firstInputNode(app_scene, "vtkMRMLLabelMapVolumeNode")
+    assert labels is not None and labels.GetName() == "Labels"
+
+
+def test_apply_is_disabled_without_an_input(load_module, app_scene):
+    module = load_module("SpineStenosis")
+    parameters = types.SimpleNamespace(inputLabelmap=None, outputTable=None)
+    ui = _ui(*COMMON, "inputSelector", "outputTableSelector", "resultsLabel")
+    widget = _build(module, "SpineStenosis", ui, parameters)
+    widget.checkCanApply()
+    assert not widget.ui.applyButton.enabled and "input label map" in widget.ui.applyButton.toolTip
+    with pytest.raises(ValueError, match="No input label map"):
+        widget.startRun()
+    assert widget.controller.state == RunState.IDLE
+
+
+def test_developer_reload_picks_up_library_edits(tmp_path):
+    """``reload_packages`` (called by the widgets' Reload) drops the loaded library so an edited file is used."""
+    import shutil
+
+    source = Path(__file__).resolve().parents[2] / "LumbarSpine"
+    copy = tmp_path / "src"
+    for package in ("lumbarspine", "SpineModulesLib"):
+        shutil.copytree(source / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    script = f"""
+import sys
+sys.path.insert(0, {str(copy)!r})
+import lumbarspine.progress as before
+from SpineModulesLib.devtools import reload_packages
+path = before.__file__
+with open(path, "a") as f:
+    f.write("\\nRELOADED_MARKER = 42\\n")
+dropped = reload_packages()
+import lumbarspine.progress as after
+assert "lumbarspine.progress" in dropped and after is not before
+print(after.RELOADED_MARKER)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "42"
