@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from lumbarspine.anatomy.build import anatomy_from_labels
+from lumbarspine.grading import grade_levels
 from lumbarspine.phantom import PhantomSpec, generate_phantom
 from lumbarspine.planning.decompression import plan_decompressions, read_grades
 from lumbarspine.planning.export import mask_surface
-from lumbarspine.stenosis import grade_levels
 from lumbarspine.volume import Volume
 
 

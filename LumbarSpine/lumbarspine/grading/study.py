@@ -78,41 +78,12 @@ def load_anatomy(
             the segmentation cannot be read.
     """
     if segmentation is None:
-        try:
-            from ..anatomy.segment import segment_image
-        except ImportError:
-            raise ValueError(
-                "The automatic segmentation (lumbarspine.anatomy.segment) is not available in this version: give "
-                "a segmentation with --segmentation SEG."
-            ) from None
-        return segment_image(image, progress=progress, cancel=cancel)
-    try:
-        from ..anatomy.importers import load_segmentation
-    except ImportError:
-        load_segmentation = None
-    if load_segmentation is not None:
-        return load_segmentation(segmentation, convention=convention, reference=image)
-    # TEMPORARY FALLBACK (delete once lumbarspine.anatomy.importers is merged): read a TotalSpineSeg label map.
-    from ..anatomy.build import anatomy_from_labels
-    from ..io import read_volume
-    from ..labels import check_totalspineseg
+        from ..anatomy.segment import segment_image
 
-    if convention not in ("auto", "totalspineseg"):
-        raise ValueError(
-            f"Label convention {convention!r} needs lumbarspine.anatomy.importers, which this version lacks; "
-            "only TotalSpineSeg label maps can be read."
-        )
-    labels = segmentation if isinstance(segmentation, Volume) else read_volume(segmentation, is_label=True)
-    if np.dtype(labels.array.dtype).kind not in "iu":
-        raise ValueError(f"The segmentation {segmentation} holds non-integer values: a label map is needed.")
-    check_totalspineseg(set(int(v) for v in np.unique(labels.array)))
-    warnings = []
-    if not labels.same_geometry(image, atol=1e-3):
-        labels = resample_labels(labels, image)
-        warnings.append("The segmentation's grid differs from the image's: it was resampled (nearest) onto the image.")
-    return anatomy_from_labels(
-        labels, modality="unknown", numbering="imported", source="import totalspineseg", warnings=warnings
-    )
+        return segment_image(image, progress=progress, cancel=cancel)
+    from ..anatomy.importers import load_segmentation
+
+    return load_segmentation(segmentation, convention=convention, reference=image)
 
 
 def _read_image(path: str | os.PathLike[str] | Volume, what: str) -> Volume:

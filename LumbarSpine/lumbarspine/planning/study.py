@@ -60,33 +60,17 @@ def load_inputs(
     if isinstance(segmentation, SpineAnatomy):
         return volume, segmentation
     if segmentation is None:
-        try:
-            from ..anatomy.segment import segment_image  # lands with the segmentation work (lazy import)
-        except ImportError as exc:
-            raise ValueError(
-                "Automatic segmentation is not available in this installation (lumbarspine.anatomy.segment): "
-                "give a segmentation (--segmentation SEG) to plan on."
-            ) from exc
-        return volume, segment_image(volume, progress=progress, cancel=cancel)
-    try:
-        from ..anatomy.importers import load_segmentation
-    except ImportError:
-        load_segmentation = None
-    if load_segmentation is not None:
-        return volume, load_segmentation(segmentation, convention=convention, reference=volume)
-    # FALLBACK until lumbarspine.anatomy.importers lands (the lead deletes this branch after the merge):
-    # read a label map already in the project's convention (TotalSpineSeg ids).
-    from ..anatomy.build import anatomy_from_labels
+        from ..anatomy.segment import segment_image
 
-    labels = segmentation if isinstance(segmentation, Volume) else read_volume(segmentation, is_label=True)
-    if np.dtype(labels.array.dtype).kind not in "iu":
-        raise ValueError("The segmentation must hold integer labels (TotalSpineSeg convention).")
+        return volume, segment_image(volume, progress=progress, cancel=cancel)
+    from ..anatomy.importers import load_segmentation
+
     modality = "unknown"
     if volume is not None:
-        modality = "ct" if float(np.percentile(np.asarray(volume.array), 1)) < -500 else "unknown"
-    return volume, anatomy_from_labels(
-        labels.with_array(labels.array, is_label=True), modality=modality, numbering="imported", source="import"
-    )
+        from ..anatomy.segment import detect_modality
+
+        modality = detect_modality(volume)
+    return volume, load_segmentation(segmentation, convention=convention, reference=volume, modality=modality)
 
 
 def plan_anatomy(
