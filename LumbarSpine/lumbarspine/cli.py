@@ -457,12 +457,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"backend: {summary['backend']}; filter: {summary['filter']}")
     for key, path in summary["paths"].items():
         print(f"{key:>10}: {path}")
-    print("grading (from the phantom's labels):")
+    for kind, seg in summary.get("segmentation", {}).items():
+        print(
+            f"segmentation {kind} (automatic, no labels used): levels {', '.join(seg['levels'])}; "
+            f"numbered from {seg['numbering'] or 'nothing (unnumbered)'}; canal Dice {seg['canal_dice']:.3f}"
+        )
+    print("grading (automatic T2 segmentation):")
+    print(f"  {'level':<7}{'area mm2':>9}{'AP mm':>7}  {'grade':<12}{'confidence':>10}")
     for level in summary.get("grading", {}).get("levels", []):
         if level["dural_sac_area_mm2"] is not None:
             print(
-                f"  {level['level']:<6} dural sac {level['dural_sac_area_mm2']:6.1f} mm2  AP {level['ap_diameter_mm']:4.1f} mm"
-                f"  {level['central_canal_grade']} (confidence {level['confidence']:.2f})"
+                f"  {level['level']:<7}{level['dural_sac_area_mm2']:9.1f}{level['ap_diameter_mm']:7.1f}  "
+                f"{level['central_canal_grade']:<12}{level['confidence']:10.2f}"
+            )
+        else:
+            print(f"  {level['level']:<7} not measured: {level.get('reason', '')}")
+    plan_json = summary.get("plan", {}).get("paths", {}).get("plan")
+    if plan_json:
+        plan = json.loads(Path(plan_json).read_text(encoding="utf-8"))
+        print("plan (automatic CT segmentation):")
+        print(f"  {'screw':<10}{'diam mm':>8}{'len mm':>7}{'medial':>8}  grade")
+        for screw in plan["screws"]:
+            print(
+                f"  {screw['vertebra'] + ' ' + screw['side']:<10}{screw['diameter_mm']:8.1f}{screw['length_mm']:7.0f}"
+                f"{screw['medial_angle_deg']:7.1f}°  {screw['gertzbein_robbins']}"
+            )
+        for refused in plan.get("refused_screws", []):
+            print(f"  {refused.get('vertebra', '')} {refused.get('side', '')}: refused ({refused.get('reason', '')})")
+        for dec in plan.get("decompressions", []):
+            print(
+                f"  decompression {dec.get('level')}: {dec.get('bone_volume_cm3', 0):.2f} cm3 bone, "
+                f"canal {dec.get('canal_area_before_mm2', 0):.0f} -> {dec.get('canal_area_after_mm2', 0):.0f} mm2"
             )
     return 0
 

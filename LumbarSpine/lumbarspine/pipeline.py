@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,17 +86,50 @@ def check_demo_arguments(
     check_output_path(out / "summary.json")
 
 
-def _grade_demo(phantom: Any, modality: str, out: Path, scene: Any, cancel: CancelCallback | None) -> dict[str, Any]:
-    """Grade the phantom from its label map into ``out`` (report files, pictures) and into ``scene``."""
-    from .anatomy.build import anatomy_from_labels
+def _dice(a: Any, b: Any) -> float:
+    """Dice overlap of two boolean masks (1.0 when both are empty)."""
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def _segment_demo(phantom: Any, out: Path, backend: str, cancel: CancelCallback | None) -> tuple[Any, dict[str, Any]]:
+    """Segment the phantom's image automatically (no labels used) and score it against the phantom's labels."""
+    import numpy as np
+
+    from .anatomy.outputs import write_anatomy_outputs
+    from .anatomy.segment import segment_image
+
+    modality = phantom.truth["spec"]["modality"]
+    anatomy = segment_image(phantom.image, modality=modality, backend=backend, cancel=cancel)
+    paths = write_anatomy_outputs(out, phantom.image, anatomy, input_info={"image": f"phantom {modality}"})
+    found = np.asarray(anatomy.labels.array)
+    truth = np.asarray(phantom.labels.array)
+    if modality == "t2":  # the dural sac (cord + sac)
+        sac_dice = _dice(np.isin(found, (1, 2)), np.isin(truth, (1, 2)))
+    else:  # CT sees the bony canal: its content is the sac plus the epidural fat
+        sac_dice = _dice(np.isin(found, (1, 2)), np.isin(truth, (1, 2, EPIDURAL_FAT)))
+    vertebra_dice = {
+        v.name: round(_dice(found == v.label, truth == v.label), 3) for v in anatomy.vertebrae if v.name != "S1"
+    }
+    return anatomy, {
+        "paths": paths,
+        "levels": [d.name for d in anatomy.discs],
+        "numbering": anatomy.numbering,
+        "canal_dice": round(sac_dice, 3),
+        "vertebra_dice": vertebra_dice,
+        "warnings": list(anatomy.warnings),
+    }
+
+
+def _grade_demo(image: Any, anatomy: Any, out: Path, scene: Any, cancel: CancelCallback | None) -> dict[str, Any]:
+    """Grade the automatically segmented T2 anatomy into ``out`` (report files, pictures) and into ``scene``."""
     from .grading import grade_anatomy
     from .grading.pictures import area_plot, plane_picture
     from .grading.report import build_report, write_report_csv, write_report_json, write_rsna_csv
     from .grading.scene import add_grading_to_scene
 
-    anatomy = anatomy_from_labels(phantom.labels, modality=modality, numbering="imported", source="phantom labels")
     result = grade_anatomy(anatomy, cancel=cancel)
-    report = build_report(result, {"image": "phantom_image.nii.gz", "segmentation": "phantom_labels.nii.gz"})
+    report = build_report(result, {"image": "phantom_t2_image.nii.gz", "segmentation": "automatic t2"})
     paths = {
         "report_json": str(write_report_json(report, out / "report.json")),
         "report_csv": str(write_report_csv(report, out / "report.csv")),
@@ -104,9 +138,7 @@ def _grade_demo(phantom: Any, modality: str, out: Path, scene: Any, cancel: Canc
     }
     for lv in result.levels:
         if lv.minimum is not None:
-            paths[f"plane_{lv.level}"] = str(
-                plane_picture(phantom.image, lv, out / f"plane_{lv.level.replace('-', '_')}.png")
-            )
+            paths[f"plane_{lv.level}"] = str(plane_picture(image, lv, out / f"plane_{lv.level.replace('-', '_')}.png"))
     add_grading_to_scene(result, scene, labels=anatomy.labels, surfaces=False)
     return {"paths": paths, "levels": report["levels"]}
 
@@ -136,7 +168,7 @@ def run_demo(
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
 ) -> dict[str, Any]:
-    """Phantom -> filter -> Slicer scene (.mrb), label map and 3D screenshot in ``out_dir``.
+    """Phantom -> filter -> automatic segmentation -> grading -> plan, Slicer scene (.mrb) and pictures in ``out_dir``.
 
     Args:
         out_dir: output folder (created).
@@ -155,8 +187,11 @@ def run_demo(
     Returns:
         A summary dict: output paths (``image``, ``filtered``, ``labels``, ``truth``, ``scene``,
         ``screenshot``, ``summary``), the backend used, timings in seconds, the node names and
-        ``grading`` (the phantom graded from its labels: ``paths`` under ``out_dir/grading`` and the
-        report's ``levels``).
+        ``segmentation`` (the T2 and CT twins of the phantom segmented automatically, without their
+        labels: level names, numbering, canal and vertebra Dice against the phantom's labels),
+        ``grading`` (the T2 segmentation graded: ``paths`` under ``out_dir/grading`` and the report's
+        ``levels``) and ``plan`` (screws and decompressions planned on the CT segmentation with
+        those grades: ``paths`` under ``out_dir/plan``).
     """
     from .filters import apply_filter, apply_preset
     from .io import write_volume
@@ -248,10 +283,40 @@ def run_demo(
     table_node_from_rows(rows, scene, name="Phantom truth per level")
     timings["scene_s"] = time.perf_counter() - t0
 
-    report(0.6, "grading the phantom's levels")
+    # The same anatomy as T2 MRI (stenosis grading) and as CT (screw planning), as a surgeon would have it.
+    twins = {modality: phantom}
+    other = "t2" if modality == "ct" else "ct"
+    twins[other] = generate_phantom(replace(spec, modality=other))
+    paths[f"{other}_image"] = write_volume(twins[other].image, out / f"phantom_{other}_image.nii.gz")
+
+    report(0.55, "segmenting the T2 and CT phantoms automatically (no labels used)")
     t0 = time.perf_counter()
-    grading = _grade_demo(phantom, modality, out / "grading", scene, cancel)
+    anatomies: dict[str, Any] = {}
+    segmentation_summary: dict[str, Any] = {}
+    for kind in ("t2", "ct"):
+        anatomies[kind], segmentation_summary[kind] = _segment_demo(
+            twins[kind], out / f"segmentation_{kind}", backend, cancel
+        )
+    timings["segmentation_s"] = time.perf_counter() - t0
+
+    report(0.65, "grading the levels of the T2 segmentation")
+    t0 = time.perf_counter()
+    grading = _grade_demo(twins["t2"].image, anatomies["t2"], out / "grading", scene, cancel)
     timings["grading_s"] = time.perf_counter() - t0
+
+    report(0.7, "planning screws and decompressions on the CT segmentation")
+    t0 = time.perf_counter()
+    from .planning.study import plan_study as _plan_study
+
+    planned = _plan_study(
+        out / "plan",
+        image=twins["ct"].image,
+        segmentation=anatomies["ct"],
+        grades=grading["paths"]["report_json"],
+        screenshot_size=(600, 600),
+        cancel=cancel,
+    )
+    timings["planning_s"] = time.perf_counter() - t0
 
     report(0.7, "rendering the 3D view")
     t0 = time.perf_counter()
@@ -273,7 +338,9 @@ def run_demo(
         "screenshot_foreground_pixels": shot["foreground_pixels"],
         "render_window": shot["window_class"],
         "spec": phantom.truth.get("spec"),
+        "segmentation": segmentation_summary,
         "grading": grading,
+        "plan": planned,
     }
     paths["summary"] = out / "summary.json"
     summary["paths"]["summary"] = str(paths["summary"])

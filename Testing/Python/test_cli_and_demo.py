@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,6 +99,21 @@ def test_demo_end_to_end(tmp_path):
     for key in ("image", "filtered", "labels", "truth", "scene", "screenshot", "summary"):
         assert paths[key].exists(), key
     assert messages[0][0] == 0.0 and messages[-1] == (1.0, "done")
+
+    # the demo segments its T2 and CT twins itself (no labels used) and grades and plans on that
+    seg = summary["segmentation"]
+    assert seg["t2"]["canal_dice"] >= 0.90 and seg["ct"]["canal_dice"] >= 0.75
+    assert seg["ct"]["levels"] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"] and seg["ct"]["numbering"] == "sacrum"
+    assert min(seg["ct"]["vertebra_dice"].values()) >= 0.8
+    assert len(seg["t2"]["levels"]) == 5
+    levels = summary["grading"]["levels"]
+    # the phantom's only stenosis (60 mm2 at L4-L5, the fourth disc from the top) is the only severe level
+    severe = [lv["level"] for lv in levels if lv["central_canal_grade"] == "severe"]
+    assert severe == [seg["t2"]["levels"][3]]
+    assert abs(levels[3]["dural_sac_area_mm2"] - 60.0) < 0.07 * 60.0
+    plan = json.loads(Path(summary["plan"]["paths"]["plan"]).read_text())
+    assert len(plan["screws"]) >= 8 and all(s["gertzbein_robbins"] in ("A", "B") for s in plan["screws"])
+    assert all(r["reason"] for r in plan["refused_screws"])
 
     # the PNG shows the spine: many foreground pixels, bone-coloured among them
     reader = vtk.vtkPNGReader()
