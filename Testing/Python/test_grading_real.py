@@ -1,7 +1,8 @@
 """Grading the real lumbar T2 (../shared/data) from its automatic segmentation: plausible numbers.
 
-Runs once ``lumbarspine.anatomy.segment.segment_image`` exists (the automatic segmentation lands
-separately); skipped before that and where the shared data folder is absent.
+Skipped where the shared data folder is absent. Known to fail today (strict xfail): at one level the
+automatic T2 segmentation gives a sac only about 5 mm wide (the conus region of this scan), which a
+plausibility bound catches; see the issue #7/#8 notes.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import pytest
 
 
 @pytest.mark.data
+@pytest.mark.xfail(
+    strict=True, reason="the automatic T2 sac is too narrow at one level of the real scan (transverse width 5 mm)"
+)
 def test_real_t2_grades_with_plausible_numbers(shared_data, tmp_path):
-    pytest.importorskip("lumbarspine.anatomy.segment", reason="the automatic segmentation is not merged yet")
     from lumbarspine.grading import grade_study
 
     summary = grade_study(shared_data / "sct_t2_lumbar.nii.gz", tmp_path, pictures=True)

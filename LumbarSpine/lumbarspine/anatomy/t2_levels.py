@@ -68,8 +68,14 @@ MAX_DISC_GAP_MM = 24.0
 SAC_END_MARGIN_MM = 10.0
 """The image must continue this far (mm) below the sac's end for the end to count as seen."""
 SACRUM_DISC_MIN_MM = 8.0
-SACRUM_DISC_MAX_MM = 60.0
-"""Range (mm of arc) between the lowest disc and the sac's end for that disc to be L5-S1."""
+SACRUM_DISC_MAX_MM = 75.0
+"""Range (mm of arc) between the lowest disc and the sac's end for that disc to be L5-S1.
+
+The dural sac usually ends at S1-S3 (S2 most often); with an S1 body of about 30 mm and the S2/S3
+segments below it, the end lies up to about 70 mm of arc below the L5-S1 disc centre. The upper
+bound was 60 mm until the phantom's sacrum got a sacral canal with the sac running into it (the sac
+then ends 62 mm below L5-S1, inside that range); the lower bound keeps a sac that ends at the
+lowest disc (L4-L5 with a sacralised L5, or a cut) from being read as S1."""
 EXTEND_MM = 10.0
 """The column profile runs this far (mm) past each end of the sac (inside the image)."""
 TYPICAL_BODY_DEPTH_MM = 32.0
