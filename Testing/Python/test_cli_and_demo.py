@@ -105,7 +105,7 @@ def test_demo_end_to_end(tmp_path):
     assert seg["t2"]["canal_dice"] >= 0.90 and seg["ct"]["canal_dice"] >= 0.75
     assert seg["ct"]["levels"] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"] and seg["ct"]["numbering"] == "sacrum"
     assert min(seg["ct"]["vertebra_dice"].values()) >= 0.8
-    assert len(seg["t2"]["levels"]) == 5
+    assert seg["t2"]["levels"] == seg["ct"]["levels"] and seg["t2"]["numbering"] == "sacrum"
     levels = summary["grading"]["levels"]
     # the phantom's only stenosis (60 mm2 at L4-L5, the fourth disc from the top) is the only severe level
     severe = [lv["level"] for lv in levels if lv["central_canal_grade"] == "severe"]
@@ -114,6 +114,9 @@ def test_demo_end_to_end(tmp_path):
     plan = json.loads(Path(summary["plan"]["paths"]["plan"]).read_text())
     assert len(plan["screws"]) >= 8 and all(s["gertzbein_robbins"] in ("A", "B") for s in plan["screws"])
     assert all(r["reason"] for r in plan["refused_screws"])
+    # the severe level graded on the T2 gets a decompression on the CT that frees the canal
+    assert [d["level"] for d in plan["decompressions"]] == ["L4-L5"]
+    assert plan["decompressions"][0]["canal_area_after_mm2"] >= 100.0
 
     # the PNG shows the spine: many foreground pixels, bone-coloured among them
     reader = vtk.vtkPNGReader()
