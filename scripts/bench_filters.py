@@ -150,9 +150,8 @@ def _time(fn, repeats):
     return statistics.median(ts)
 
 
-def _machine(backend) -> str:
-    if backend.is_gpu:
-        return backend.device
+def cpu_description() -> str:
+    """The CPU model and the cores this process may use, e.g. "AMD EPYC ... 2 cores" (benchmark headers)."""
     model = platform.processor() or "cpu"
     try:
         for line in open("/proc/cpuinfo"):
@@ -166,6 +165,10 @@ def _machine(backend) -> str:
     except AttributeError:
         cores = os.cpu_count() or 1
     return f"{model} {cores} cores"
+
+
+def _machine(backend) -> str:
+    return backend.device if backend.is_gpu else cpu_description()
 
 
 def _fmt(t):

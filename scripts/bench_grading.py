@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,28 +28,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "LumbarSpine"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_filters import cpu_description  # noqa: E402
 
 from lumbarspine.anatomy.build import anatomy_from_labels  # noqa: E402
 from lumbarspine.grading import grade_anatomy, grade_study  # noqa: E402
 from lumbarspine.phantom import PhantomSpec, generate_phantom, write_phantom  # noqa: E402
 
 STENOSIS = {"L3-L4": 90.0, "L4-L5": 60.0}
-
-
-def _machine() -> str:
-    model = platform.processor() or "cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return f"{model} {cores} cores"
 
 
 def speed(repeats: int) -> list[str]:
@@ -172,7 +158,7 @@ def main() -> int:
         "--out", default=None, help="markdown file (default scripts/benchmarks/grading-<machine>-<date>.md)"
     )
     args = parser.parse_args()
-    machine = _machine()
+    machine = cpu_description()
     today = _dt.date.today().isoformat()
     lines = [
         f"# Grading benchmark: {machine}, {today}",

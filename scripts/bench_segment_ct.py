@@ -28,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "LumbarSpine"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_filters import cpu_description  # noqa: E402
 
 from lumbarspine.anatomy.ct import segment_ct  # noqa: E402
 from lumbarspine.io import read_volume  # noqa: E402
@@ -35,22 +38,6 @@ from lumbarspine.phantom import PhantomSpec, generate_phantom  # noqa: E402
 from lumbarspine.safe_write import write_text  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
-
-
-def _machine() -> str:
-    model = platform.processor() or "cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return f"{model} {cores} cores"
 
 
 def _run(volume) -> tuple[float, dict[str, float], object]:
@@ -82,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     shape = "x".join(str(n) for n in wide.image.size_ijk)
     studies.append((f"CT phantom 0.75x0.75x1 mm, clinical-size grid ({shape})", wide.image))
 
-    machine = _machine()
+    machine = cpu_description()
     date = _dt.date.today().isoformat()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [

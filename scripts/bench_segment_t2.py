@@ -28,28 +28,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "LumbarSpine"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_filters import cpu_description  # noqa: E402
 
 from lumbarspine.anatomy.t2 import segment_t2  # noqa: E402
 from lumbarspine.phantom import PhantomSpec, generate_phantom  # noqa: E402
 from lumbarspine.safe_write import write_text  # noqa: E402
 
 SHARED = Path(os.environ.get("LUMBARSPINE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-def _machine() -> str:
-    model = platform.processor() or "cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return f"{model} {cores} cores"
 
 
 def _studies():  # type: ignore[no-untyped-def]
@@ -68,7 +55,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "scripts" / "benchmarks"), help="folder for the result table")
     parser.add_argument("--figure", default=None, help="write the real T2's mid-sagittal picture here")
     args = parser.parse_args()
-    machine = _machine()
+    machine = cpu_description()
     date = _dt.date.today().isoformat()
     rows = []
     for label, image, truth in _studies():
