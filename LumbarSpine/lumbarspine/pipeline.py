@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from .labels import EPIDURAL_FAT, SPINAL_CANAL
 from .progress import CancelCallback, ProgressCallback, check_cancel
 from .safe_write import OutputError, write_json
 
-__all__ = ["run_demo", "check_demo_arguments", "plan_study", "DEFAULT_DEMO_FILTER"]
+__all__ = ["run_demo", "check_demo_arguments", "DemoOptions", "plan_study", "DEFAULT_DEMO_FILTER"]
 
 
 DEFAULT_DEMO_FILTER: tuple[str, dict[str, float]] = ("gaussian", {"sigma": 1.0})
@@ -35,46 +35,80 @@ def _noop(fraction: float, message: str) -> None:
     pass
 
 
-def check_demo_arguments(
-    out_dir: str | os.PathLike[str],
-    *,
-    seed: int = 0,
-    modality: str = "ct",
-    stenosis: dict[str, float] | None = None,
-    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    orientation: str = "axial",
-    filter_name: str | None = None,
-    filter_params: dict[str, float] | None = None,
-    preset: str | None = None,
-    backend: str = "auto",
-    **_: Any,
-) -> None:
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the demo runs on: the phantom, the filter (or preset) and the backend.
+
+    Attributes:
+        seed, modality, stenosis, spacing, orientation: the phantom (see
+            :class:`lumbarspine.phantom.PhantomSpec`); ``stenosis`` maps disc level to dural sac
+            area in mm2, default ``{"L4-L5": 60.0}`` so the demo shows a stenotic level; spacing in mm.
+        filter_name, filter_params: one filter from :data:`lumbarspine.filters.FILTERS`;
+            default :data:`DEFAULT_DEMO_FILTER`. Ignored when ``preset`` is given.
+        preset: a filter chain from :data:`lumbarspine.filters.PRESETS`.
+        backend: ``auto`` / ``cupy`` / ``numpy``.
+    """
+
+    seed: int = 0
+    modality: str = "ct"
+    stenosis: dict[str, float] | None = None
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    orientation: str = "axial"
+    filter_name: str | None = None
+    filter_params: dict[str, float] | None = None
+    preset: str | None = None
+    backend: str = "auto"
+
+    @classmethod
+    def from_keywords(cls, options: dict[str, Any]) -> DemoOptions:
+        """The options from keyword arguments; an unknown name is a ValueError listing the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"Unknown demo option(s) {', '.join(unknown)}: use {', '.join(sorted(known))}.")
+        return cls(**options)
+
+    def phantom_spec(self) -> Any:
+        """The :class:`lumbarspine.phantom.PhantomSpec` of the demo's phantom (validated there)."""
+        from .phantom import PhantomSpec
+
+        return PhantomSpec(
+            seed=self.seed,
+            modality=self.modality,
+            stenosis=dict({"L4-L5": 60.0} if self.stenosis is None else self.stenosis),
+            spacing=tuple(self.spacing),
+            orientation=self.orientation,
+        )
+
+    def filter_choice(self) -> tuple[str, dict[str, float]]:
+        """The single filter's name and parameters (the default when none is named)."""
+        if self.filter_name:
+            return self.filter_name, dict(self.filter_params or {})
+        return DEFAULT_DEMO_FILTER[0], dict(DEFAULT_DEMO_FILTER[1])
+
+
+def check_demo_arguments(out_dir: str | os.PathLike[str], **options: Any) -> DemoOptions:
     """Check :func:`run_demo`'s arguments before any work or output (ValueError / OutputError saying what to do).
 
     Checks the phantom spec, the filter or preset and its parameters, that the headless Slicer core
     (``slicer-core``, the ``[slicer]`` extra) is importable, and that ``out_dir`` can be a folder.
+    ``options`` are the fields of :class:`DemoOptions`; returns them checked.
     """
     import importlib.util
 
     from .backend import BACKEND_CHOICES
     from .filters.registry import get_filter, resolve_preset, validate_params
-    from .phantom import PhantomSpec
     from .safe_write import check_output_path
 
-    PhantomSpec(
-        seed=seed,
-        modality=modality,
-        stenosis=dict({"L4-L5": 60.0} if stenosis is None else stenosis),
-        spacing=tuple(spacing),
-        orientation=orientation,
-    )
-    if preset:
-        resolve_preset(preset)
+    demo = DemoOptions.from_keywords(options)
+    demo.phantom_spec()
+    if demo.preset:
+        resolve_preset(demo.preset)
     else:
-        name, params = (filter_name, filter_params or {}) if filter_name else DEFAULT_DEMO_FILTER
-        validate_params(get_filter(name), dict(params))
-    if backend is not None and backend not in BACKEND_CHOICES:
-        raise ValueError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKEND_CHOICES)}.")
+        name, params = demo.filter_choice()
+        validate_params(get_filter(name), params)
+    if demo.backend is not None and demo.backend not in BACKEND_CHOICES:
+        raise ValueError(f"Unknown backend {demo.backend!r}: choose one of {', '.join(BACKEND_CHOICES)}.")
     if importlib.util.find_spec("slicer") is None:
         raise ValueError(
             "The demo builds a Slicer scene and needs the headless Slicer core, which is not installed: "
@@ -84,6 +118,7 @@ def check_demo_arguments(
     if out.exists() and not out.is_dir():
         raise OutputError(f"Cannot write the demo into {out}: it is a file, not a folder; choose another --out.")
     check_output_path(out / "summary.json")
+    return demo
 
 
 def _dice(a: Any, b: Any) -> float:
@@ -155,34 +190,21 @@ def plan_study(out_dir: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]
 def run_demo(
     out_dir: str | os.PathLike[str],
     *,
-    seed: int = 0,
-    modality: str = "ct",
-    stenosis: dict[str, float] | None = None,
-    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    orientation: str = "axial",
-    filter_name: str | None = None,
-    filter_params: dict[str, float] | None = None,
-    preset: str | None = None,
-    backend: str = "auto",
     screenshot_size: tuple[int, int] = (900, 900),
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Phantom -> filter -> automatic segmentation -> grading -> plan, Slicer scene (.mrb) and pictures in ``out_dir``.
 
     Args:
         out_dir: output folder (created).
-        seed, modality, stenosis, spacing, orientation: the phantom (see
-            :class:`lumbarspine.phantom.PhantomSpec`); stenosis maps disc level to dural sac area
-            in mm2, default ``{"L4-L5": 60.0}`` so the demo shows a stenotic level.
-        filter_name, filter_params: one filter from :data:`lumbarspine.filters.FILTERS`;
-            default :data:`DEFAULT_DEMO_FILTER`. Ignored when ``preset`` is given.
-        preset: a filter chain from :data:`lumbarspine.filters.PRESETS`.
-        backend: ``auto`` / ``cupy`` / ``numpy``.
         screenshot_size: PNG width and height in pixels.
         progress: ``progress(fraction, message)``.
         cancel: ``cancel() -> bool``, polled between the steps (and inside the filters); True stops
             the run with :class:`lumbarspine.progress.OperationCancelled`.
+        options: the fields of :class:`DemoOptions` (``seed``, ``modality``, ``stenosis``,
+            ``spacing``, ``orientation``, ``filter_name``, ``filter_params``, ``preset``, ``backend``).
 
     Returns:
         A summary dict: output paths (``image``, ``filtered``, ``labels``, ``truth``, ``scene``,
@@ -195,7 +217,7 @@ def run_demo(
     """
     from .filters import apply_filter, apply_preset
     from .io import write_volume
-    from .phantom import PhantomSpec, generate_phantom, save_phantom
+    from .phantom import generate_phantom, save_phantom
     from .render import render_3d
     from .scene import create_scene, save_scene
     from .slicer_nodes import labels_to_segmentation_node, table_node_from_rows, volume_to_node
@@ -204,30 +226,14 @@ def run_demo(
         check_cancel(cancel, "The demo")
         (progress or _noop)(fraction, message)
 
-    check_demo_arguments(
-        out_dir,
-        seed=seed,
-        modality=modality,
-        stenosis=stenosis,
-        spacing=spacing,
-        orientation=orientation,
-        filter_name=filter_name,
-        filter_params=filter_params,
-        preset=preset,
-        backend=backend,
-    )
+    demo = check_demo_arguments(out_dir, **options)
+    modality, backend, preset = demo.modality, demo.backend, demo.preset
     out = Path(out_dir).resolve()
     timings: dict[str, float] = {}
 
     report(0.0, "generating the lumbar phantom")
     t0 = time.perf_counter()
-    spec = PhantomSpec(
-        seed=seed,
-        modality=modality,
-        stenosis=dict({"L4-L5": 60.0} if stenosis is None else stenosis),
-        spacing=tuple(spacing),
-        orientation=orientation,
-    )
+    spec = demo.phantom_spec()
     phantom = generate_phantom(spec)
     timings["phantom_s"] = time.perf_counter() - t0
     paths: dict[str, Path] = {key: Path(path) for key, path in save_phantom(phantom, out, prefix="phantom_").items()}
@@ -238,7 +244,7 @@ def run_demo(
         result = apply_preset(phantom.image, preset, backend=backend, cancel=cancel)
         filter_label = f"preset {preset}"
     else:
-        name, params = (filter_name, filter_params or {}) if filter_name else DEFAULT_DEMO_FILTER
+        name, params = demo.filter_choice()
         result = apply_filter(phantom.image, name, backend=backend, cancel=cancel, **params)
         filter_label = f"{name} {params}"
     timings["filter_s"] = time.perf_counter() - t0

@@ -161,3 +161,18 @@ def test_demo_can_be_cancelled_between_steps(tmp_path):
         run_demo(tmp_path / "demo", spacing=(2.0, 2.0, 2.0), progress=progress, cancel=lambda: len(seen) >= 1)
     assert seen == ["generating the lumbar phantom"]
     assert not (tmp_path / "demo" / "lumbarspine_demo.mrb").exists()
+
+
+def test_demo_options_are_checked_before_any_output(tmp_path):
+    from lumbarspine.pipeline import DemoOptions, check_demo_arguments, run_demo
+
+    with pytest.raises(ValueError, match="Unknown demo option.*sede.*use .*seed"):
+        run_demo(tmp_path / "demo", sede=3)
+    with pytest.raises(ValueError, match="sigma"):
+        run_demo(tmp_path / "demo", filter_name="gaussian", filter_params={"sigma": -1.0})
+    assert not (tmp_path / "demo").exists()
+    checked = check_demo_arguments(tmp_path / "demo", seed=4, filter_name="median", filter_params={"radius": 1})
+    assert checked == DemoOptions(seed=4, filter_name="median", filter_params={"radius": 1})
+    assert checked.filter_choice() == ("median", {"radius": 1})
+    assert DemoOptions().filter_choice() == ("gaussian", {"sigma": 1.0})
+    assert DemoOptions(stenosis={}).phantom_spec().stenosis == {}
