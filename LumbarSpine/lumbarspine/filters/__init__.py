@@ -16,7 +16,8 @@ Entry points:
 
 Bad input raises ``ValueError`` naming the problem; ``cancel()`` returning True raises
 :class:`FilterCancelled`; GPU out-of-memory reruns the whole call on the CPU with one warning
-(``lumbarspine.backend.run_with_cpu_fallback``; slab-wise GPU processing is not implemented yet).
+(``lumbarspine.backend.run_with_cpu_fallback``); chains of local filters that do not fit in free GPU
+memory run in overlapping slabs instead, with the whole-volume result (:mod:`lumbarspine.filters.slabs`).
 """
 
 from __future__ import annotations

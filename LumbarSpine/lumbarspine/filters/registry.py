@@ -23,6 +23,7 @@ from ._core import (
     to_device_volume,
     to_host_volume,
 )
+from .slabs import SlabPlan, plan_slabs, run_in_slabs
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,11 @@ def estimate_memory(
     return _BYTES_PER_VOXEL.get(info.name, 16) * n_in, shape, spacing
 
 
+def _device_bytes_per_voxel(steps: list[tuple[FilterInfo, dict[str, Any]]]) -> float:
+    """Working memory per voxel of the most demanding step (the host estimate, used for the device too)."""
+    return float(max(_BYTES_PER_VOXEL.get(info.name, 16) for info, _ in steps))
+
+
 def _check_chain_memory(volume: Volume, steps: list[tuple[FilterInfo, dict[str, Any]]], what: str) -> None:
     shape, spacing = tuple(volume.shape), tuple(volume.spacing)
     held = float(np.asarray(volume.array).nbytes)
@@ -250,11 +256,11 @@ def _run_chain(
     t0 = time.perf_counter()
     on_cpu: list[str] = []  # host-only steps run on a GPU backend (named in the message)
 
-    def compute(b: Backend) -> Volume:
-        ctx = RunContext(b, progress, cancel)
-        on_cpu.clear()
-        ctx.check_cancel()
-        current = volume
+    slabbed: list[SlabPlan] = []  # the slab plan of the run that produced the result, if any
+
+    def run_steps(current: Volume, ctx: RunContext) -> Volume:
+        """The chain on one volume (or slab): host-only steps on the host, the others on ctx's backend."""
+        b = ctx.backend
         on_device = False
         n = len(steps)
         for i, (info, params) in enumerate(steps):
@@ -266,15 +272,26 @@ def _run_chain(
                 if on_device:
                     current = to_host_volume(b, current)
                     on_device = False
-                current = info.impl(current, sub, **params)
-            else:
-                if not on_device:
-                    current = to_device_volume(b, current)
-                    on_device = True
-                current = info.impl(current, sub, **params)
+            elif not on_device:
+                current = to_device_volume(b, current)
+                on_device = True
+            current = info.impl(current, sub, **params)
             sub.report(1.0, f"{info.title} done")
         if on_device:
             current = to_host_volume(b, current)
+        return current
+
+    def compute(b: Backend) -> Volume:
+        ctx = RunContext(b, progress, cancel)
+        on_cpu.clear()
+        slabbed.clear()
+        ctx.check_cancel()
+        plan = plan_slabs(volume, steps, b, _device_bytes_per_voxel(steps))
+        if plan is None or plan.slices >= volume.shape[0]:
+            current = run_steps(volume, ctx)
+        else:
+            slabbed.append(plan)
+            current = run_in_slabs(volume, plan, ctx, run_steps)
         b.synchronize()
         return current
 
@@ -290,10 +307,11 @@ def _run_chain(
     msg = f"{what} on {used.name} ({used.device}) in {seconds:.2f} s"
     if on_cpu and used.is_gpu:
         msg += f"; {', '.join(on_cpu)} ran on the CPU (no GPU implementation)"
+    if slabbed:
+        plan = slabbed[0]
+        msg += f"; in {len(plan.bounds(volume.shape[0]))} slabs of {plan.slices} slices (halo {plan.halo})"
     if used is not be:
-        msg += (
-            f"; {used.reason} (volumes too big for the GPU run on the CPU for now; slab-wise GPU runs may come later)"
-        )
+        msg += f"; {used.reason} (only local filters run slab-wise on the GPU; see lumbarspine.filters.slabs)"
     if progress is not None:
         progress(1.0, msg)
     return FilterResult(result, used.name, seconds, msg)
