@@ -81,6 +81,10 @@ def test_gpu_matches_cpu(name, params, tol):
         ("binary_morphology", {"operation": "erode", "radius": 1, "radius_unit": "voxels"}),
         ("binary_morphology", {"operation": "open", "radius": 1, "radius_unit": "voxels"}),
         ("binary_morphology", {"operation": "close", "radius": 2, "radius_unit": "voxels"}),
+        ("binary_morphology", {"operation": "dilate", "radius": 6.0}),  # distance-transform path
+        ("binary_morphology", {"operation": "close", "radius": 8.0}),  # distance-transform path, padded
+        ("resample", {"spacing": 1.0, "interpolation": "nearest"}),
+        ("resample", {"spacing": (0.5, 2.0, 1.0), "interpolation": "label_linear"}),
         ("fill_holes", {}),
         ("connected_components", {"connectivity": 26, "min_size": 3}),
         ("distance_map", {"signed": True}),
