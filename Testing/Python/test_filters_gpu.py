@@ -56,7 +56,8 @@ CASES = [
     ("resample", {"spacing": 1.0, "interpolation": "linear"}, 1e-4),
     ("resample", {"spacing": (0.5, 2.0, 1.0), "interpolation": "bspline"}, 1e-4),
     ("resample", {"spacing": 2.0, "interpolation": "linear", "antialias": True}, 1e-4),
-    ("n4", {"shrink_factor": 2, "iterations": 5, "fitting_levels": 2}, 0.0),
+    ("n4", {"shrink_factor": 2, "iterations": 5, "fitting_levels": 2}, 1e-5),
+    ("n4", {}, 1e-5),
 ]
 
 
