@@ -59,7 +59,35 @@ install_python_env() {
   echo "$want" > "$stamp"
 }
 
+# Optional, for the tests only (LUMBARSPINE_TEST_PYTHON39=1, set by scripts/test.sh): where a Python 3.9
+# interpreter exists (Slicer 5.8's Python), a second small environment .venv39 with the library's
+# run-time dependencies, so the tests can run the library on 3.9 (Testing/Python/test_library_python39.py).
+# Without a 3.9 interpreter, or when the install fails (no registry), those tests skip and say why.
+install_python39_env() {
+  local venv39="${LUMBARSPINE_VENV39:-$ROOT/.venv39}" py39=""
+  local stamp="$venv39/.lumbarspine-installed" want="numpy<2 scipy SimpleITK scikit-image matplotlib slicerio"
+  if [ -x "$venv39/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    export LUMBARSPINE_PYTHON39="$venv39/bin/python"; return 0
+  fi
+  for candidate in ${LUMBARSPINE_PYTHON39:-} ~/.pyenv/versions/3.9*/bin/python3.9 python3.9; do
+    if command -v "$candidate" >/dev/null 2>&1 && \
+       "$candidate" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 9) else 1)' 2>/dev/null; then
+      py39="$candidate"; break
+    fi
+  done
+  [ -n "$py39" ] || { log "no Python 3.9 here: the library's Python 3.9 run is skipped"; return 0; }
+  log "creating $venv39 (Python 3.9, the library's run-time dependencies) for the Python 3.9 tests"
+  # shellcheck disable=SC2086
+  if "$py39" -m venv "$venv39" && "$venv39/bin/python" -m pip install -q $want >/dev/null 2>&1; then
+    echo "$want" > "$stamp"
+    export LUMBARSPINE_PYTHON39="$venv39/bin/python"
+  else
+    log "could not install the Python 3.9 test environment: the library's Python 3.9 run is skipped"
+  fi
+}
+
 install_debian_packages
 install_python_env
+if [ "${LUMBARSPINE_TEST_PYTHON39:-0}" = "1" ]; then install_python39_env; fi
 export VTK_DEFAULT_OPENGL_WINDOW="${VTK_DEFAULT_OPENGL_WINDOW:-vtkEGLRenderWindow}"
 export PATH="$VENV/bin:$PATH"
