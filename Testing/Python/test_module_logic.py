@@ -439,89 +439,179 @@ def test_filtering_logic_cancel_and_bad_input(load_module, slicer_scene, no_glob
 # ------------------------------------------------------------------------------ SpineStenosis
 
 
-def test_stenosis_logic_grades_the_phantom(load_module, slicer_scene, no_global_scene, phantom):
+def _slice_views(scene):
+    """The Red, Yellow and Green slice nodes, as Slicer's layout logic makes them (their presets included)."""
+    import slicer
+
+    layout = slicer.vtkMRMLLayoutLogic()
+    layout.SetMRMLScene(scene)
+    layout.SetMRMLScene(None)  # the nodes stay; a logic still observing the scene would outlive its Clear()
+    nodes = [scene.GetNthNodeByClass(i, "vtkMRMLSliceNode") for i in range(_count(scene, "vtkMRMLSliceNode"))]
+    return {node.GetLayoutName(): node for node in nodes}
+
+
+def _matrix(slice_node) -> np.ndarray:
+    m = slice_node.GetSliceToRAS()
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def test_stenosis_logic_grades_the_image_and_jumps_to_a_level(load_module, slicer_scene, no_global_scene, phantom):
+    from lumbarspine.grading.scene import slice_to_ras
+    from lumbarspine.grading.study import grade_image
+
     module = load_module("SpineStenosis")
     scene = slicer_scene.scene
     logic = module.SpineStenosisLogic()
+    image = volume_to_node(phantom.image, scene, name="StenosisImage")
     labelmap = volume_to_node(phantom.labels, scene, name="StenosisLabels")
     assert labelmap.IsA("vtkMRMLLabelMapVolumeNode")
     before = volume_from_node(labelmap).array.copy()
     recorder = _Recorder()
     with no_global_scene():
         result = logic.process(
-            labelmap, outputTable=None, progress=recorder.progress, cancel=recorder.cancel, scene=scene
+            image, labelmap, outputTable=None, progress=recorder.progress, cancel=recorder.cancel, scene=scene
         )
     table = result.outputTable
     assert table.IsA("vtkMRMLTableNode") and table.GetScene() is scene
-    assert table.GetName().startswith("StenosisLabels_stenosis")
+    assert table.GetName().startswith("StenosisImage_stenosis")
     levels = list(phantom.truth["levels"])
     assert [row["level"] for row in result.rows] == levels
-    assert table.GetNumberOfRows() == len(levels) == 5
     rows = {row["level"]: row for row in rows_from_table_node(table)}
-    assert list(rows) == levels
+    assert list(rows) == levels and table.GetNumberOfRows() == 5
     assert rows["L4-L5"]["grade"] == "Severe"
     truth = phantom.truth["levels"]["L4-L5"]["dural_sac_area_mm2"]
     assert truth == pytest.approx(60.0)
     assert rows["L4-L5"]["dural_sac_area_mm2"] == pytest.approx(truth, rel=0.10)
-    for level in levels:
-        if level != "L4-L5":
-            assert rows[level]["grade"] == "Normal/Mild", level
-        assert rows[level]["dural_sac_area_mm2"] == pytest.approx(
-            result.rows[levels.index(level)]["dural_sac_area_mm2"]
-        )
+    assert all(rows[level]["grade"] == "Normal/Mild" for level in levels if level != "L4-L5")
     assert recorder.fractions[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in recorder.fractions)
     np.testing.assert_array_equal(volume_from_node(labelmap).array, before)
     assert "L4-L5" in logic.summaryHtml(result.rows) and "Severe" in logic.summaryHtml(result.rows)
+    # the library's scene content: outline and AP markups per level, the area chart, the sac coloured by grade
+    names = {scene.GetNthNode(i).GetName() for i in range(scene.GetNumberOfNodes())}
+    for level in levels:
+        assert {f"StenosisImage {level} dural sac outline", f"StenosisImage {level} AP diameter"} <= names
+    assert result.nodes["chart"].IsA("vtkMRMLPlotChartNode") and len(result.nodes["series"]) == 3
+    sac = result.nodes["segmentation"].GetSegmentation()
+    assert (
+        sac.GetNumberOfSegments() == 5
+        and "Severe" in sac.GetSegment(sac.GetSegmentIdBySegmentName("L4-L5 dural sac (Severe)")).GetName()
+    )
+    assert "labelmap" not in result.nodes  # a segmentation was given: no automatic one added
 
-    # the Widget then passes the table back: it is refilled, not duplicated
-    tables = _count(scene, "vtkMRMLTableNode")
+    # selecting a row moves the slice views onto that level's plane (Red: the plane, as Slicer's axial view)
+    views = _slice_views(scene)
+    assert set(views) == {"Red", "Yellow", "Green"}
+    presets = {name: _matrix(node)[:3, :3] for name, node in views.items()}
+    expected = grade_image(phantom.image, phantom.labels)["result"].level("L4-L5")
+    plane = slice_to_ras(expected)
     with no_global_scene():
-        again = logic.process(
-            labelmap, outputTable=table, progress=recorder.progress, cancel=recorder.cancel, scene=scene
-        )
+        assert logic.jumpToLevel(table, levels.index("L4-L5"), scene) == "L4-L5"
+    for name, node in views.items():
+        placed = _matrix(node)
+        np.testing.assert_allclose(placed[:3, 3], expected.minimum.center_ras, atol=1e-6)  # through the centre
+        np.testing.assert_allclose(placed[:3, :3], plane[:3, :3] @ presets[name], atol=1e-6)
+        np.testing.assert_allclose(placed[:3, :3].T @ placed[:3, :3], np.eye(3), atol=1e-9)
+    red = _matrix(views["Red"])
+    np.testing.assert_allclose(red[:3, 2], expected.minimum.normal_ras, atol=1e-6)  # shows the measured plane
+    assert np.linalg.det(red[:3, :3]) == pytest.approx(np.linalg.det(presets["Red"]))  # radiological, as Slicer
+    assert red[0, 0] < -0.9  # screen right = patient left, as in Slicer's axial view
+    assert abs(_matrix(views["Yellow"])[:3, 2] @ expected.minimum.normal_ras) < 1e-6  # contains the normal
+    with no_global_scene():
+        assert logic.jumpToLevel(table, 0, scene) == "L1-L2"
+    assert not np.allclose(_matrix(views["Red"])[:3, 3], red[:3, 3])
+    for bad_row in (-1, 5):
+        with pytest.raises(ValueError, match="not in"):
+            logic.jumpToLevel(table, bad_row, scene)
+    with pytest.raises(ValueError, match="No grading table"):
+        logic.jumpToLevel(None, 0, scene)
+
+    # the Widget then passes the table back with other thresholds: refilled, the old markups replaced
+    nodes = scene.GetNumberOfNodes()
+    thresholds = {"area_moderate_mm2": 111.0, "area_severe_mm2": 50.0, "ap_moderate_mm": 12.0, "ap_severe_mm": 9.0}
+    with no_global_scene():
+        again = logic.process(image, labelmap, thresholds=thresholds, outputTable=table, scene=scene)
     assert again.outputTable.GetID() == table.GetID()
-    assert _count(scene, "vtkMRMLTableNode") == tables
-    assert table.GetNumberOfRows() == 5
+    assert scene.GetNumberOfNodes() == nodes
+    regraded = {row["level"]: row for row in rows_from_table_node(table)}
+    assert regraded["L4-L5"]["grade"] == "Moderate"  # about 60 mm2: between 50 and 111
+    assert regraded["L4-L5"]["dural_sac_area_mm2"] == pytest.approx(rows["L4-L5"]["dural_sac_area_mm2"])
+    assert again.nodes["series"][1].GetName().endswith("moderate < 111 mm2")
+    with no_global_scene():
+        assert logic.jumpToLevel(table, levels.index("L4-L5"), scene) == "L4-L5"
+
+
+def test_stenosis_parameter_defaults_are_the_librarys_thresholds(load_module):
+    from dataclasses import asdict
+
+    from lumbarspine.grading import GradingThresholds
+
+    module = load_module("SpineStenosis")
+    defaults = {name: getattr(module.SpineStenosisParameterNode, name) for name in module.THRESHOLD_FIELDS}
+    assert module.thresholdsOf(types.SimpleNamespace(**defaults)) == asdict(GradingThresholds())
+
+
+def test_stenosis_logic_segments_automatically_and_reads_an_axial_series(load_module, slicer_scene, no_global_scene):
+    """No segmentation: the image is segmented (its label map is added); an axial series adds the acquired-slice area."""
+    module = load_module("SpineStenosis")
+    scene = slicer_scene.scene
+    t2 = generate_phantom(PhantomSpec(modality="t2", stenosis={"L4-L5": 60.0}, spacing=(2.0, 2.0, 2.0), noise=10.0))
+    image = volume_to_node(t2.image, scene, name="T2")
+    axial = volume_to_node(t2.image, scene, name="T2 axial")
+    with no_global_scene():
+        result = module.SpineStenosisLogic().process(image, None, axial, scene=scene)
+    rows = {row["level"]: row for row in result.rows}
+    assert rows["L4-L5"]["grade"] == "Severe"
+    assert all(np.isfinite(row["axial_slice_area_mm2"]) for row in rows.values())
+    segmentation = result.nodes["labelmap"]
+    assert segmentation.IsA("vtkMRMLLabelMapVolumeNode") and segmentation.GetName().startswith("T2_segmentation")
+    labels = volume_from_node(segmentation)
+    assert labels.same_geometry(t2.image) and {2, 95} <= set(np.unique(labels.array).tolist())
 
 
 def test_stenosis_logic_cancel_and_bad_input(load_module, slicer_scene, no_global_scene, phantom):
     module = load_module("SpineStenosis")
     scene = slicer_scene.scene
     logic = module.SpineStenosisLogic()
+    image = volume_to_node(phantom.image, scene, name="StenosisImage")
     labelmap = volume_to_node(phantom.labels, scene, name="StenosisLabels")
     tables = _count(scene, "vtkMRMLTableNode")
 
-    def run(node, cancel=None, **kwargs):
+    def run(node, segmentation=labelmap, cancel=None, **kwargs):
         recorder = _Recorder()
         with no_global_scene():
             return logic.process(
-                node, progress=recorder.progress, cancel=cancel or recorder.cancel, scene=scene, **kwargs
+                node, segmentation, progress=recorder.progress, cancel=cancel or recorder.cancel, scene=scene, **kwargs
             )
 
     with pytest.raises(module.OperationCancelled):
-        run(labelmap, cancel=lambda: True)
+        run(image, cancel=lambda: True)
     mid = _Recorder(cancel_after=1)
     with no_global_scene(), pytest.raises(module.OperationCancelled):
-        logic.process(labelmap, progress=mid.progress, cancel=mid.cancel, scene=scene)
+        logic.process(image, labelmap, progress=mid.progress, cancel=mid.cancel, scene=scene)
     assert mid.fractions == [0.05]
     assert _count(scene, "vtkMRMLTableNode") == tables
 
-    with pytest.raises(ValueError, match="No input label map"):
+    with pytest.raises(ValueError, match="No input image"):
         run(None)
     with pytest.raises(ValueError, match="no image data"):
-        run(scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "Empty"))
+        run(scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Empty"))
     with pytest.raises(ValueError, match="non-integer"):
         run(
+            image,
             volume_to_node(
                 phantom.labels.with_array(phantom.labels.array.astype(np.float32) + 0.5, is_label=False), scene
-            )
+            ),
         )
     no_canal = phantom.labels.with_array(np.where(phantom.labels.array == 2, 0, phantom.labels.array).astype(np.uint8))
     with pytest.raises(ValueError, match="No canal found"):
-        run(volume_to_node(no_canal, scene, name="NoCanal"))
+        run(image, volume_to_node(no_canal, scene, name="NoCanal"))
     with pytest.raises(ValueError, match="not a table"):
-        run(labelmap, outputTable=labelmap)
-    assert _count(scene, "vtkMRMLTableNode") == tables
+        run(image, outputTable=labelmap)
+    with pytest.raises(ValueError, match="area_severe_mm2 < area_moderate_mm2"):
+        run(image, thresholds={"area_moderate_mm2": 60.0, "area_severe_mm2": 75.0})
+    with pytest.raises(ValueError, match="axial series"):
+        run(image, axialVolume=scene.AddNewNodeByClass("vtkMRMLTableNode", "NotAVolume"))
+    assert _count(scene, "vtkMRMLTableNode") == tables + 1  # only the node made above
 
 
 # ------------------------------------------------------------------------------ SpinePlanning
@@ -635,7 +725,7 @@ def test_logic_without_a_scene_argument_uses_the_input_nodes_scene(load_module, 
     planning = load_module("SpinePlanning").SpinePlanningLogic()
     with no_global_scene():
         assert filtering.process(image, operation="gaussian", backend="numpy").outputVolume.GetScene() is scene
-        assert stenosis.process(labelmap).outputTable.GetScene() is scene
+        assert stenosis.process(image, labelmap).outputTable.GetScene() is scene
         assert planning.process(labelmap, createSurface=False).outputSegmentation.GetScene() is scene
 
 
