@@ -131,7 +131,7 @@ class SpinePlanningWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKOb
 
     uiFile = "UI/SpinePlanning.ui"
     runFields = ("inputLabelmap", "outputSegmentation")
-    lockedWidgets = ("inputSelector", "outputSegmentationSelector", "resizeScrewButton", "replanScrewButton")
+    lockedWidgets = ("inputSelector", "outputSegmentationSelector")
     defaultInput = ("inputLabelmap", "vtkMRMLLabelMapVolumeNode", "")
 
     def __init__(self, parent=None) -> None:
@@ -155,6 +155,10 @@ class SpinePlanningWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKOb
 
     def notReadyReason(self) -> str:
         return "" if self._parameterNode.inputLabelmap else _("Select an input label map.")
+
+    def _onRunState(self, state, message: str) -> None:
+        SpineModuleWidget._onRunState(self, state, message)
+        self.refreshScrews()  # the screw buttons wait while a run is going
 
     def parameterNodeChanged(self) -> None:
         output = self._parameterNode.outputSegmentation if self._parameterNode else None

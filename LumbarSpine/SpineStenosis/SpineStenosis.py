@@ -221,6 +221,8 @@ class SpineStenosisLogic(ScriptedLoadableModuleLogic):
             thresholds = GradingThresholds(**dict(thresholds or {}))  # ValueError on bad cut-offs
         kwargs = {"thresholds": thresholds}
         image = image_volume_from_node(inputVolume, "input image")
+        if axialVolume is not None and axialVolume.GetID() == inputVolume.GetID():
+            raise ValueError("The axial series is the input image itself: pick the axial series, or None.")
         if inputSegmentation is not None:
             kwargs["segmentation"] = label_volume_from_node(inputSegmentation)
         if axialVolume is not None:

@@ -609,6 +609,8 @@ def test_stenosis_logic_cancel_and_bad_input(load_module, slicer_scene, no_globa
         run(image, outputTable=labelmap)
     with pytest.raises(ValueError, match="area_severe_mm2 < area_moderate_mm2"):
         run(image, thresholds={"area_moderate_mm2": 60.0, "area_severe_mm2": 75.0})
+    with pytest.raises(ValueError, match="axial series is the input image itself"):
+        run(image, axialVolume=image)
     with pytest.raises(ValueError, match="axial series"):
         run(image, axialVolume=scene.AddNewNodeByClass("vtkMRMLTableNode", "NotAVolume"))
     assert _count(scene, "vtkMRMLTableNode") == tables + 1  # only the node made above
@@ -675,6 +677,124 @@ def test_planning_logic_no_go_zone(load_module, slicer_scene, no_global_scene, p
     exported = segmentation_node_to_labels(node, scene, reference=labels)
     assert int(np.count_nonzero(exported.array)) == int(np.count_nonzero(no_go_zone(labels, margin_mm=5.0).array))
     assert wider.zoneVolumeMm3 > result.zoneVolumeMm3
+
+
+def test_planning_logic_plans_screws_and_a_rerun_replaces_them(load_module, slicer_scene, no_global_scene, phantom):
+    from lumbarspine.planning import plan_screws
+    from lumbarspine.planning.screw_edit import anatomy_from_label_map
+
+    module = load_module("SpinePlanning")
+    scene = slicer_scene.scene
+    logic = module.SpinePlanningLogic()
+    labelmap = volume_to_node(phantom.labels, scene, name="PlanningLabels")
+    with no_global_scene():
+        result = logic.process(labelmap, marginMm=2.0, createSurface=False, scene=scene)
+    expected = plan_screws(anatomy_from_label_map(phantom.labels))
+    assert len(result.screws) == len(expected["screws"]) == 10  # L1-L5 both sides; S1 refused on the phantom
+    rows = logic.screwRows(result.outputSegmentation)
+    assert [(r["vertebra"], r["side"]) for r in rows] == [(s.vertebra, s.side) for s in expected["screws"]]
+    for row, screw in zip(rows, expected["screws"]):
+        assert row["diameter_mm"] == screw.diameter_mm and row["length_mm"] == pytest.approx(screw.length_mm, abs=0.05)
+        assert row["grade"] == screw.evaluation["gertzbein_robbins"]
+        assert row["breach_mm"] == pytest.approx(screw.evaluation["breach_mm"], abs=0.005) and row["visible"]
+    refused = {(r.vertebra, r.side) for r in expected["refused"]}
+    assert refused == {("S1", "left"), ("S1", "right")}
+    html = logic.refusedHtml(result.outputSegmentation)
+    assert "S1 left" in html and expected["refused"][0].reason in html
+    line = result.screws[0]
+    model = line.GetNodeReference("LumbarSpine.ScrewModel")
+    assert line.IsA("vtkMRMLMarkupsLineNode") and model.IsA("vtkMRMLModelNode") and line.GetName() == "L1 left"
+
+    nodes = scene.GetNumberOfNodes()
+    with no_global_scene():
+        again = logic.process(
+            labelmap, marginMm=3.0, outputSegmentation=result.outputSegmentation, scene=scene, createSurface=False
+        )
+    assert scene.GetNumberOfNodes() == nodes and line.GetScene() is None and model.GetScene() is None
+    assert len(again.screws) == 10
+    with no_global_scene():
+        zone_only = logic.process(
+            labelmap, outputSegmentation=result.outputSegmentation, scene=scene, createSurface=False, planScrews=False
+        )
+    assert zone_only.screws == [] and logic.screwRows(result.outputSegmentation) == []
+    assert _count(scene, "vtkMRMLMarkupsLineNode") == 0
+
+
+def test_planning_logic_edits_one_screw(load_module, slicer_scene, no_global_scene, phantom):
+    """Resize, re-plan (the worker's job, run here), hide, and move an end point: each re-evaluates the screw."""
+    from lumbarspine.planning import evaluate_screw, replan_screw
+    from lumbarspine.planning.screw_edit import anatomy_from_label_map
+
+    module = load_module("SpinePlanning")
+    scene = slicer_scene.scene
+    logic = module.SpinePlanningLogic()
+    labelmap = volume_to_node(phantom.labels, scene, name="PlanningLabels")
+    anatomy = anatomy_from_label_map(phantom.labels)
+    with no_global_scene():
+        result = logic.process(labelmap, createSurface=False, scene=scene)
+    output = result.outputSegmentation
+    line = next(node for node in result.screws if node.GetName() == "L4 left")
+    model = line.GetNodeReference("LumbarSpine.ScrewModel")
+    entry, tip = (np.array(line.GetNthControlPointPositionWorld(i)) for i in range(2))
+    direction = (tip - entry) / np.linalg.norm(tip - entry)
+
+    # a wider, longer screw along the same trajectory: graded by the library, the model follows
+    with no_global_scene():
+        message = logic.resizeScrew(line, labelmap, 7.5, 55.0)
+    row = next(r for r in logic.screwRows(output) if r["name"] == "L4 left")
+    truth = evaluate_screw(anatomy, entry, entry + 55.0 * direction, 7.5, vertebra="L4")
+    assert (row["diameter_mm"], row["length_mm"]) == (7.5, 55.0)
+    assert row["breach_mm"] == pytest.approx(truth["breach_mm"]) and row["grade"] == truth["gertzbein_robbins"]
+    assert truth["breach_mm"] > 0 and truth["gertzbein_robbins"] in message
+    np.testing.assert_allclose(line.GetNthControlPointPositionWorld(0), entry, atol=1e-6)
+    bounds = np.zeros(6)
+    model.GetPolyData().GetBounds(bounds)
+    assert np.linalg.norm(bounds[1::2] - bounds[::2]) > 55.0  # the model is the longer screw
+    with pytest.raises(ValueError, match="diameter"):
+        logic.resizeScrew(line, labelmap, 40.0, 45.0)
+
+    # re-plan: the planner's own screw again, then one with a chosen size, then a size it refuses
+    with no_global_scene():
+        job = logic.replanJob(line, labelmap)
+        planned = module.run_job(job)
+        logic.applyReplan(line, planned, labelmap)
+    again = replan_screw(anatomy, "L4", "left")
+    np.testing.assert_allclose(line.GetNthControlPointPositionWorld(1), again.tip_ras, atol=1e-3)
+    row = next(r for r in logic.screwRows(output) if r["name"] == "L4 left")
+    assert (row["diameter_mm"], row["grade"]) == (again.diameter_mm, again.evaluation["gertzbein_robbins"])
+    with no_global_scene():
+        sized = module.run_job(logic.replanJob(line, labelmap, 5.0, 30.0))
+        logic.applyReplan(line, sized, labelmap)
+    row = next(r for r in logic.screwRows(output) if r["name"] == "L4 left")
+    assert (row["diameter_mm"], row["length_mm"]) == (5.0, 30.0)
+    before = np.array(line.GetNthControlPointPositionWorld(1))
+    refused = module.run_job(logic.replanJob(line, labelmap, None, 70.0))
+    with pytest.raises(ValueError, match="not re-planned: only .* chosen screw"):
+        logic.applyReplan(line, refused, labelmap)
+    np.testing.assert_allclose(line.GetNthControlPointPositionWorld(1), before)  # a refusal changes nothing
+
+    # hide / show: line and model
+    logic.setScrewVisible(line, False)
+    assert not line.GetDisplayNode().GetVisibility() and not model.GetDisplayNode().GetVisibility()
+    assert not next(r for r in logic.screwRows(output) if r["name"] == "L4 left")["visible"]
+    logic.setScrewVisible(line, True)
+    assert line.GetDisplayNode().GetVisibility() and model.GetDisplayNode().GetVisibility()
+
+    # moving the tip (as a drag in a view does) re-evaluates the screw through the observers
+    seen = []
+    with no_global_scene():
+        assert logic.observeScrews(output, labelmap, 2.0, lambda node, ev: seen.append((node.GetName(), ev))) == 10
+        start = np.array(line.GetNthControlPointPositionWorld(0))
+        moved = start + 40.0 * np.array([0.0, 0.0, 1.0])  # straight up: out of the pedicle
+        line.SetNthControlPointPositionWorld(1, *moved)
+    assert seen and seen[-1][0] == "L4 left"
+    truth = evaluate_screw(anatomy, start, moved, 5.0, vertebra="L4")
+    row = next(r for r in logic.screwRows(output) if r["name"] == "L4 left")
+    assert row["breach_mm"] == pytest.approx(truth["breach_mm"]) and row["grade"] == truth["gertzbein_robbins"] != "A"
+    logic.stopObserving()
+    count = len(seen)
+    line.SetNthControlPointPositionWorld(1, *start + 30.0 * np.array([0.0, 1.0, 0.0]))
+    assert len(seen) == count  # no observer left
 
 
 def test_planning_logic_cancel_and_bad_input(load_module, slicer_scene, no_global_scene, phantom):
