@@ -14,9 +14,14 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from SpineModulesLib.i18n import _
+from SpineModulesLib.nodes import label_volume_from_node
 from SpineModulesLib.outputs import remember_run_nodes, remove_node, run_nodes
+from SpineModulesLib.protocol import Job
 
 __all__ = [
+    "REPLAN_CALL",
+    "ScrewEditingMixin",
     "SCREWS_ROLE",
     "REFUSED_ATTRIBUTE",
     "put_screws_in_scene",
@@ -140,3 +145,120 @@ def set_screw_visible(line: Any, visible: bool) -> None:
         display = node.GetDisplayNode() if node is not None else None
         if display is not None:
             display.SetVisibility(bool(visible))
+
+
+REPLAN_CALL = "lumbarspine.planning.screw_edit:replan_label_map_screw"
+"""One screw again: ``replan_label_map_screw(labels, vertebra, side, diameter_mm=, length_mm=) -> row``."""
+
+ATTR_DIAMETER = "LumbarSpine.DiameterMm"
+ATTR_VERTEBRA = "LumbarSpine.Vertebra"
+ATTR_SIDE = "LumbarSpine.Side"
+"""Line attributes written by ``lumbarspine.planning.scene.add_screw`` (same names as in ``planning.evaluate``)."""
+
+
+def _margin(marginMm: Any) -> float:
+    try:
+        margin = float(marginMm)
+    except (TypeError, ValueError):
+        raise ValueError(f"The margin must be a number of millimetres; got {marginMm!r}.") from None
+    if not np.isfinite(margin) or margin < 0:
+        raise ValueError(f"The margin must be 0 mm or more; got {marginMm!r}.")
+    return margin
+
+
+class ScrewEditingMixin:
+    """The planning Logic's per-screw edits (Qt-free; nodes and the label map node passed in).
+
+    The label map's :class:`SpineAnatomy` and its distance maps are kept (``anatomy()``) until another
+    node or new voxels come, so moving or resizing a screw evaluates it at once after the first time.
+    """
+
+    def __init__(self) -> None:
+        self._anatomy: Optional[tuple] = None  # (label map ID and image data MTime, SpineAnatomy, PlanningMaps)
+        self._observations: List[tuple] = []
+
+    def anatomy(self, inputLabelmap):
+        """``(SpineAnatomy, PlanningMaps)`` of the label map, kept until the node or its voxels change."""
+        from lumbarspine.planning import PlanningMaps
+        from lumbarspine.planning.screw_edit import anatomy_from_label_map
+
+        if inputLabelmap is None:
+            raise ValueError("No input label map: the screws are evaluated against it.")
+        key = (inputLabelmap.GetID(), inputLabelmap.GetImageData().GetMTime() if inputLabelmap.GetImageData() else 0)
+        if self._anatomy is None or self._anatomy[0] != key:
+            anatomy = anatomy_from_label_map(label_volume_from_node(inputLabelmap))
+            self._anatomy = (key, anatomy, PlanningMaps(anatomy))
+        return self._anatomy[1], self._anatomy[2]
+
+    @staticmethod
+    def screwRows(outputSegmentation) -> list:
+        """One row per screw of the output (vertebra, side, diameter, length, grade, breach, ...)."""
+        return screw_rows(screw_lines(outputSegmentation)) if outputSegmentation is not None else []
+
+    @staticmethod
+    def refusedHtml(outputSegmentation) -> str:
+        refused = refused_screws(outputSegmentation)
+        lines = [f"<b>{r['vertebra']} {r['side']}</b>: {r['reason']}" for r in refused]
+        return (_("No screw at:") + "<br>" + "<br>".join(lines)) if lines else ""
+
+    def resizeScrew(self, line, inputLabelmap, diameterMm, lengthMm, marginMm: float = 2.0) -> str:
+        """Give ``line`` a new diameter and length (mm) along its trajectory and evaluate it (the library's
+        ``evaluate_line_markup``: attributes, grade colour, model). Returns a status message."""
+        from lumbarspine.planning import evaluate_line_markup
+        from lumbarspine.planning.screw_edit import sized_parameters
+
+        sized_parameters(None, diameterMm, lengthMm)  # ValueError on a size out of range
+        anatomy, maps = self.anatomy(inputLabelmap)
+        entry, tip = line_points(line)
+        direction = (tip - entry) / max(float(np.linalg.norm(tip - entry)), 1e-9)
+        line.SetAttribute(ATTR_DIAMETER, f"{float(diameterMm):g}")
+        move_line(line, entry, entry + float(lengthMm) * direction)
+        result = evaluate_line_markup(line, anatomy, maps=maps, no_go_margin_mm=_margin(marginMm))
+        return _("{name}: {d:g} x {L:.0f} mm, breach {breach:.1f} mm, grade {grade}.").format(
+            name=line.GetName(),
+            d=float(diameterMm),
+            L=float(lengthMm),
+            breach=result["breach_mm"],
+            grade=result["gertzbein_robbins"],
+        )
+
+    def replanJob(self, line, inputLabelmap, diameterMm=None, lengthMm=None, marginMm: float = 2.0) -> Job:
+        """Re-planning ``line``'s vertebra and side as a job (:data:`REPLAN_CALL`); sizes None: the planner's."""
+        vertebra, side = line.GetAttribute(ATTR_VERTEBRA), line.GetAttribute(ATTR_SIDE)
+        if not vertebra or not side:
+            raise ValueError(f"{line.GetName()!r} is not a planned screw (no vertebra and side on it).")
+        kwargs = {"diameter_mm": diameterMm, "length_mm": lengthMm, "margin_mm": _margin(marginMm)}
+        labels = label_volume_from_node(inputLabelmap)
+        return Job(
+            REPLAN_CALL, (labels, vertebra, side), kwargs, title=_("Re-planning {name}").format(name=line.GetName())
+        )
+
+    def applyReplan(self, line, row, inputLabelmap, marginMm: float = 2.0) -> str:
+        """Move ``line`` to the re-planned screw ``row`` and evaluate it; a refusal leaves it as it was."""
+        if row.get("reason"):
+            raise ValueError(
+                _("{name} was not re-planned: {reason}.").format(name=line.GetName(), reason=row["reason"])
+            )
+        line.SetAttribute(ATTR_DIAMETER, f"{float(row['diameter_mm']):g}")
+        move_line(line, row["entry_ras"], row["tip_ras"])
+        return self.resizeScrew(line, inputLabelmap, row["diameter_mm"], row["length_mm"], marginMm)
+
+    @staticmethod
+    def setScrewVisible(line, visible: bool) -> str:
+        set_screw_visible(line, visible)
+        return (_("{name} shown.") if visible else _("{name} hidden.")).format(name=line.GetName())
+
+    def observeScrews(self, outputSegmentation, inputLabelmap, marginMm: float = 2.0, onResult=None) -> int:
+        """Re-evaluate a screw whenever one of its end points moves (``onResult(line, evaluation)`` after)."""
+        from lumbarspine.planning import observe_line_markup
+
+        anatomy, maps = self.anatomy(inputLabelmap)
+        for line in screw_lines(outputSegmentation):
+            tag = observe_line_markup(line, anatomy, maps=maps, on_result=onResult, no_go_margin_mm=marginMm)
+            self._observations.append((line, tag))
+        return len(self._observations)
+
+    def stopObserving(self) -> None:
+        for line, tag in self._observations:
+            line.RemoveObserver(tag)
+        self._observations = []

@@ -1,7 +1,7 @@
 """Spine Surgical Planning: pedicle screws sized to the patient and a no-go zone, with per-screw editing.
 
 A run is :data:`PLAN_CALL` of the Qt-free ``lumbarspine`` library (the no-go zone as a segmentation, and a
-screw per side of L1-L5 and S1 as line markups with models), re-planning one screw :data:`REPLAN_CALL`;
+screw per side of L1-L5 and S1 as line markups with models), re-planning one screw ``REPLAN_CALL``;
 the panel runs both in a worker process through ``SpineModulesLib``, ``SpinePlanningLogic.process()`` in
 this one. Resizing, hiding and moving a screw (its line's end points) are evaluated here, by the library.
 """
@@ -24,15 +24,7 @@ from slicer.util import VTKObservationMixin
 from SpineModulesLib import Job, OperationCancelled, phantom_node, run_job
 from SpineModulesLib.i18n import _, translate
 from SpineModulesLib.nodes import check_output_node, label_volume_from_node, report, scaled_progress, scene_of
-from SpineModulesLib.screws import (
-    line_points,
-    move_line,
-    put_screws_in_scene,
-    refused_screws,
-    screw_lines,
-    screw_rows,
-    set_screw_visible,
-)
+from SpineModulesLib.screws import ScrewEditingMixin, put_screws_in_scene, screw_rows
 from SpineModulesLib.selftest import SelfTestMixin
 from SpineModulesLib.widget import SpineModuleWidget, fillTableWidget, showSegmentationOnce
 
@@ -40,8 +32,6 @@ DOCUMENTATION_URL = "https://github.com/lumbarspine/SlicerLumbarSpine#readme"
 MAX_MARGIN_MM = 20.0
 PLAN_CALL = "lumbarspine.planning.screw_edit:plan_label_map"
 """The run: ``plan_label_map(labels, margin_mm=, screws=) -> {"zone": label Volume, "screws", "refused", ...}``."""
-REPLAN_CALL = "lumbarspine.planning.screw_edit:replan_label_map_screw"
-"""One screw again: ``replan_label_map_screw(labels, vertebra, side, diameter_mm=, length_mm=) -> row``."""
 SCREW_COLUMNS = (
     ("vertebra", "Vertebra", "{}"),
     ("side", "Side", "{}"),
@@ -300,8 +290,9 @@ class SpinePlanningWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKOb
 #
 
 
-class SpinePlanningLogic(ScriptedLoadableModuleLogic):
-    """Screw planning and the no-go zone without any GUI: usable from the Python console or batch scripts.
+class SpinePlanningLogic(ScrewEditingMixin, ScriptedLoadableModuleLogic):
+    """Screw planning and the no-go zone without any GUI: usable from the Python console or batch scripts;
+    the per-screw edits (resize, re-plan, hide, follow moved end points) come from ``ScrewEditingMixin``.
 
     Example::
 
@@ -311,8 +302,7 @@ class SpinePlanningLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self._anatomy = None  # (label map ID, its image data MTime, SpineAnatomy, PlanningMaps)
-        self._observations: list = []
+        ScrewEditingMixin.__init__(self)
 
     def getParameterNode(self):
         return SpinePlanningParameterNode(super().getParameterNode())
@@ -401,95 +391,6 @@ class SpinePlanningLogic(ScriptedLoadableModuleLogic):
         )
         return result
 
-    # ------------------------------------------------------------------ one screw
-    def anatomy(self, inputLabelmap):
-        """``(SpineAnatomy, PlanningMaps)`` of the label map, kept until the node or its voxels change."""
-        from lumbarspine.planning import PlanningMaps
-        from lumbarspine.planning.screw_edit import anatomy_from_label_map
-
-        if inputLabelmap is None:
-            raise ValueError("No input label map: the screws are evaluated against it.")
-        key = (inputLabelmap.GetID(), inputLabelmap.GetImageData().GetMTime() if inputLabelmap.GetImageData() else 0)
-        if self._anatomy is None or self._anatomy[0] != key:
-            anatomy = anatomy_from_label_map(label_volume_from_node(inputLabelmap))
-            self._anatomy = (key, anatomy, PlanningMaps(anatomy))
-        return self._anatomy[1], self._anatomy[2]
-
-    @staticmethod
-    def screwRows(outputSegmentation) -> list:
-        """One row per screw of the output (vertebra, side, diameter, length, grade, breach, ...)."""
-        return screw_rows(screw_lines(outputSegmentation)) if outputSegmentation is not None else []
-
-    @staticmethod
-    def refusedHtml(outputSegmentation) -> str:
-        refused = refused_screws(outputSegmentation)
-        lines = [f"<b>{r['vertebra']} {r['side']}</b>: {r['reason']}" for r in refused]
-        return (_("No screw at:") + "<br>" + "<br>".join(lines)) if lines else ""
-
-    def resizeScrew(self, line, inputLabelmap, diameterMm, lengthMm, marginMm: float = 2.0) -> str:
-        """Give ``line`` a new diameter and length (mm) along its trajectory and evaluate it (the library's
-        ``evaluate_line_markup``: attributes, grade colour, model). Returns a status message."""
-        from lumbarspine.planning import evaluate_line_markup
-        from lumbarspine.planning.screw_edit import sized_parameters
-
-        sized_parameters(None, diameterMm, lengthMm)  # ValueError on a size out of range
-        anatomy, maps = self.anatomy(inputLabelmap)
-        entry, tip = line_points(line)
-        direction = (tip - entry) / max(float(np.linalg.norm(tip - entry)), 1e-9)
-        line.SetAttribute("LumbarSpine.DiameterMm", f"{float(diameterMm):g}")
-        move_line(line, entry, entry + float(lengthMm) * direction)
-        result = evaluate_line_markup(line, anatomy, maps=maps, no_go_margin_mm=self.checkMargin(marginMm))
-        return _("{name}: {d:g} x {L:.0f} mm, breach {breach:.1f} mm, grade {grade}.").format(
-            name=line.GetName(),
-            d=float(diameterMm),
-            L=float(lengthMm),
-            breach=result["breach_mm"],
-            grade=result["gertzbein_robbins"],
-        )
-
-    def replanJob(self, line, inputLabelmap, diameterMm=None, lengthMm=None, marginMm: float = 2.0) -> Job:
-        """Re-planning ``line``'s vertebra and side as a job (:data:`REPLAN_CALL`); sizes None: the planner's."""
-        from lumbarspine.planning.evaluate import ATTR_SIDE, ATTR_VERTEBRA
-
-        vertebra, side = line.GetAttribute(ATTR_VERTEBRA), line.GetAttribute(ATTR_SIDE)
-        if not vertebra or not side:
-            raise ValueError(f"{line.GetName()!r} is not a planned screw (no vertebra and side on it).")
-        kwargs = {"diameter_mm": diameterMm, "length_mm": lengthMm, "margin_mm": self.checkMargin(marginMm)}
-        labels = label_volume_from_node(inputLabelmap)
-        return Job(
-            REPLAN_CALL, (labels, vertebra, side), kwargs, title=_("Re-planning {name}").format(name=line.GetName())
-        )
-
-    def applyReplan(self, line, row, inputLabelmap, marginMm: float = 2.0) -> str:
-        """Move ``line`` to the re-planned screw ``row`` and evaluate it; a refusal leaves it as it was."""
-        if row.get("reason"):
-            raise ValueError(
-                _("{name} was not re-planned: {reason}.").format(name=line.GetName(), reason=row["reason"])
-            )
-        line.SetAttribute("LumbarSpine.DiameterMm", f"{float(row['diameter_mm']):g}")
-        move_line(line, row["entry_ras"], row["tip_ras"])
-        return self.resizeScrew(line, inputLabelmap, row["diameter_mm"], row["length_mm"], marginMm)
-
-    @staticmethod
-    def setScrewVisible(line, visible: bool) -> str:
-        set_screw_visible(line, visible)
-        return (_("{name} shown.") if visible else _("{name} hidden.")).format(name=line.GetName())
-
-    def observeScrews(self, outputSegmentation, inputLabelmap, marginMm: float = 2.0, onResult=None) -> int:
-        """Re-evaluate a screw whenever one of its end points moves (``onResult(line, evaluation)`` after)."""
-        from lumbarspine.planning import observe_line_markup
-
-        anatomy, maps = self.anatomy(inputLabelmap)
-        for line in screw_lines(outputSegmentation):
-            tag = observe_line_markup(line, anatomy, maps=maps, on_result=onResult, no_go_margin_mm=marginMm)
-            self._observations.append((line, tag))
-        return len(self._observations)
-
-    def stopObserving(self) -> None:
-        for line, tag in self._observations:
-            line.RemoveObserver(tag)
-        self._observations = []
-
 
 #
 # SpinePlanningTest
@@ -526,7 +427,17 @@ class SpinePlanningTest(SelfTestMixin, ScriptedLoadableModuleTest):
         self.assertGreater(large.zoneVolumeMm3, small.zoneVolumeMm3)
 
         self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(labelmap), before))
-        self.delayDisplay("No-go zone test passed")
+
+        # The screws: one row each; a resized screw is evaluated again, a hidden one is hidden.
+        rows = logic.screwRows(segmentation)
+        self.assertGreaterEqual(len(rows), 8)
+        line = large.screws[0]
+        logic.resizeScrew(line, labelmap, 4.5, 30.0)
+        row = logic.screwRows(segmentation)[0]
+        self.assertEqual((row["diameter_mm"], row["length_mm"]), (4.5, 30.0))
+        logic.setScrewVisible(line, False)
+        self.assertFalse(logic.screwRows(segmentation)[0]["visible"])
+        self.delayDisplay("No-go zone and screw test passed")
 
     def test_Errors(self):
         logic = SpinePlanningLogic()
