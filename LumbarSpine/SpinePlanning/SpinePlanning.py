@@ -143,6 +143,11 @@ class SpinePlanningWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKOb
         self.logic.stopObserving()
         SpineModuleWidget.cleanup(self)
 
+    def onSceneStartClose(self, caller=None, event=None) -> None:
+        self.logic.stopObserving()
+        self._observedOutput, self._selectedScrewId = None, None
+        SpineModuleWidget.onSceneStartClose(self, caller, event)
+
     def notReadyReason(self) -> str:
         return "" if self._parameterNode.inputLabelmap else _("Select an input label map.")
 
@@ -190,9 +195,12 @@ class SpinePlanningWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKOb
         parameters = self._parameterNode
         self.logic.stopObserving()
         if parameters and parameters.outputSegmentation is not None and parameters.inputLabelmap is not None:
-            self.logic.observeScrews(
-                parameters.outputSegmentation, parameters.inputLabelmap, parameters.marginMm, self.onScrewMoved
-            )
+            try:
+                self.logic.observeScrews(
+                    parameters.outputSegmentation, parameters.inputLabelmap, parameters.marginMm, self.onScrewMoved
+                )
+            except ValueError as exc:  # e.g. a label map without voxels yet: the screws are shown, not followed
+                self.ui.statusLabel.text = str(exc)
 
     def refreshScrews(self) -> None:
         output = self._parameterNode.outputSegmentation if self._parameterNode else None
@@ -220,9 +228,9 @@ class SpinePlanningWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKOb
         line = self.selectedScrew()
         if line is not None:
             info = screw_rows([line])[0]
-            if not math.isnan(info["diameter_mm"]):
-                self._parameterNode.screwDiameterMm = info["diameter_mm"]
-            self._parameterNode.screwLengthMm = info["length_mm"]
+            if not math.isnan(info["diameter_mm"]):  # within the boxes' ranges (a dragged screw may be longer)
+                self._parameterNode.screwDiameterMm = min(max(info["diameter_mm"], 3.0), 10.0)
+            self._parameterNode.screwLengthMm = min(max(info["length_mm"], 20.0), 70.0)
             self.ui.statusLabel.text = _("Screw {name} selected.").format(name=line.GetName())
         self.refreshScrews()
 
