@@ -5,6 +5,9 @@ Qt-free, Python 3.9-safe parts, tested without Slicer:
 - :mod:`.protocol`: a library call as a :class:`Job`, its inputs and result as files in a folder;
 - :mod:`.worker`: the process that runs a job and streams progress as JSON lines;
 - :mod:`.controller`: :class:`WorkerProcess` and the run/lock/cancel state machine :class:`RunController`;
+- :mod:`.nodes`, :mod:`.outputs`: node checks, progress plumbing, the nodes a run adds (replaced by the next);
+- :mod:`.grading_scene`, :mod:`.views`: the grading in the scene, slice views moved onto a level's plane;
+- :mod:`.screws`: the planned screws as line markups (table rows, resize, re-plan, hide, follow moves);
 - :mod:`.gpu`: which CuPy wheel matches the CUDA driver; :mod:`.devtools`: reload after edits;
 - :mod:`.i18n`: ``_()`` / ``translate()`` with a fallback where ``slicer.i18n`` is missing.
 

@@ -60,3 +60,14 @@ def label_volume_from_node(node: Any) -> Any:
             raise ValueError(f"{node.GetName()!r} holds non-integer values: a label map (integer labels) is needed.")
         labels = dataclasses.replace(labels, is_label=True)
     return labels
+
+
+def image_volume_from_node(node: Any, what: str = "input volume") -> Any:
+    """The image of a scalar volume node as a Volume (``what`` names it in the messages)."""
+    from lumbarspine.slicer_nodes import volume_from_node
+
+    if node is None:
+        raise ValueError(f"No {what}: select an image volume.")
+    if not node.IsA("vtkMRMLScalarVolumeNode"):
+        raise ValueError(f"The {what} {node.GetName()!r} is not a scalar volume.")
+    return volume_from_node(node)

@@ -13,8 +13,9 @@ Job folder::
     *.npz         every Volume of the arguments or the result
 
 Encoding: a :class:`lumbarspine.volume.Volume` becomes ``{"__volume__": "<file>.npz"}`` (array, spacing,
-RAS origin, direction, label flag, name: exact), a dataclass ``{"__object__": "<class>", "fields": {...}}``
-(read back as ``types.SimpleNamespace``), a NumPy array ``{"__ndarray__": [...], "dtype": "..."}``, a
+RAS origin, direction, label flag, name: exact), a dataclass ``{"__object__": "<class>", "module": "<module>",
+"fields": {...}}`` (read back as that class when it is a dataclass of the ``lumbarspine`` library, so results
+such as a ``GradingResult`` keep their methods; any other as ``types.SimpleNamespace``), a NumPy array ``{"__ndarray__": [...], "dtype": "..."}``, a
 non-finite float ``{"__float__": "nan" | "inf" | "-inf"}``; dicts, lists, str, int, float, bool, None as JSON.
 
 Worker messages (one JSON object a line on stdout): ``{"event": "progress", "fraction": f, "message": m}``,
@@ -119,12 +120,12 @@ def _encode(value: Any, folder: Path, prefix: str, counter: list) -> Any:
         return {"__volume__": _write_volume(value, folder / f"{prefix}_{counter[0]}.npz")}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: _encode(getattr(value, f.name), folder, prefix, counter) for f in dataclasses.fields(value)}
-        return {"__object__": type(value).__name__, "fields": fields}
+        return {"__object__": type(value).__qualname__, "module": type(value).__module__, "fields": fields}
     raise TypeError(f"Cannot pass a {type(value).__name__} between Slicer and the worker process.")
 
 
 def decode(data: Any, folder: Path) -> Any:
-    """The inverse of :func:`encode` (dataclasses come back as ``types.SimpleNamespace``)."""
+    """The inverse of :func:`encode` (library dataclasses come back as themselves, others as ``SimpleNamespace``)."""
     if isinstance(data, list):
         return [decode(item, folder) for item in data]
     if not isinstance(data, dict):
@@ -138,8 +139,30 @@ def decode(data: Any, folder: Path) -> Any:
 
         return np.asarray(decode(data["__ndarray__"], folder), dtype=data["dtype"])
     if "__object__" in data:
-        return types.SimpleNamespace(**{key: decode(item, folder) for key, item in data["fields"].items()})
+        fields = {key: decode(item, folder) for key, item in data["fields"].items()}
+        cls = _library_dataclass(data.get("module"), data["__object__"])
+        if cls is None:
+            return types.SimpleNamespace(**fields)
+        init = {f.name for f in dataclasses.fields(cls) if f.init}
+        instance = cls(**{key: value for key, value in fields.items() if key in init})
+        for key, value in fields.items():
+            if key not in init:
+                object.__setattr__(instance, key, value)
+        return instance
     return {key: decode(item, folder) for key, item in data.items()}
+
+
+def _library_dataclass(module_name: Any, qualname: str) -> Optional[type]:
+    """The dataclass ``qualname`` of ``module_name`` when that module is part of ``lumbarspine``, else None."""
+    if not isinstance(module_name, str) or not (module_name == "lumbarspine" or module_name.startswith("lumbarspine.")):
+        return None
+    try:
+        cls: Any = importlib.import_module(module_name)
+        for part in str(qualname).split("."):
+            cls = getattr(cls, part)
+    except (ImportError, AttributeError):
+        return None
+    return cls if isinstance(cls, type) and dataclasses.is_dataclass(cls) else None
 
 
 def _write_volume(volume: Any, path: Path) -> str:

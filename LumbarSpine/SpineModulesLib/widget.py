@@ -113,6 +113,34 @@ def showSegmentationOnce(segmentationNode: Any, show3D: bool) -> None:
         threeDView.resetCamera()
 
 
+def formatCell(value: Any, pattern: str = "{}") -> str:
+    """A table cell's text: ``pattern`` filled with ``value``; "" for None and NaN, the plain text when the
+    pattern does not fit the value."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    try:
+        return pattern.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def fillTableWidget(tableWidget: Any, columns: Any, rows: Any) -> None:
+    """Fill a ``QTableWidget`` with ``rows`` (dicts); ``columns``: ``(key, title, format)`` triples. Read only."""
+    import qt
+
+    rows = list(rows)
+    tableWidget.clear()
+    tableWidget.setColumnCount(len(columns))
+    tableWidget.setHorizontalHeaderLabels([title for _key, title, _pattern in columns])
+    tableWidget.setRowCount(len(rows))
+    for r, row in enumerate(rows):
+        for c, (key, _title, pattern) in enumerate(columns):
+            item = qt.QTableWidgetItem(formatCell(row.get(key), pattern))
+            item.setFlags(qt.Qt.ItemIsSelectable | qt.Qt.ItemIsEnabled)
+            tableWidget.setItem(r, c, item)
+    tableWidget.resizeColumnsToContents()
+
+
 class SpineModuleWidget:
     """Base of the module widgets (see the module docstring). Put it first among the bases."""
 
@@ -282,8 +310,13 @@ class SpineModuleWidget:
 
     def startRun(self) -> None:
         """Make the job from the current parameters (on the GUI thread: reads the input nodes) and start it."""
-        job = self.makeJob()
-        self.controller.start(job, self.runNodeIds(), self.runNodeIds, self.applyResult)
+        self.startJob(self.makeJob(), self.applyResult)
+
+    def startJob(self, job: Any, apply: Any) -> None:
+        """Run ``job`` in a worker and hand its result to ``apply(result) -> status message`` (on the GUI
+        thread, only if the nodes of ``runFields`` are still the ones it started with). Apply uses it for
+        ``makeJob()``; a module starts its other long actions (e.g. re-planning one screw) the same way."""
+        self.controller.start(job, self.runNodeIds(), self.runNodeIds, apply)
         if self._timer is not None:
             self._timer.start()
 

@@ -177,7 +177,11 @@ def labels_to_segmentation_node(label_volume: Volume, scene: Any, node: Any = No
         node.CreateDefaultDisplayNodes()
     node.SetReferenceImageGeometryParameterFromVolumeNode(temp)
     ok = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(temp, node)
+    helpers = [temp.GetNthDisplayNode(i) for i in range(temp.GetNumberOfDisplayNodes())]
     scene.RemoveNode(temp)
+    for helper in helpers:  # RemoveNode leaves the temporary volume's display node behind
+        if helper is not None and helper.GetScene() is scene:
+            scene.RemoveNode(helper)
     if not ok:
         raise ValueError("Slicer could not import the label map into a segmentation.")
     segmentation = node.GetSegmentation()

@@ -56,6 +56,64 @@ class _Combo(_Control):
         return next((i for i, (_, d) in enumerate(self.items) if d == data), -1)
 
 
+class _Check(_Control):
+    """A QCheckBox: ``checked`` and ``blockSignals``."""
+
+    def __init__(self, checked=True):
+        super().__init__(checked=checked)
+
+    def blockSignals(self, blocked):
+        return False
+
+
+class _Item:
+    """A QTableWidgetItem: its text and flags."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def setFlags(self, flags):
+        self.flags = flags
+
+
+class _Table(_Control):
+    """A QTableWidget as ``fillTableWidget`` fills it: headers and cell texts."""
+
+    def __init__(self):
+        super().__init__()
+        self.headers, self.cells, self.rowCount = [], {}, 0
+
+    def clear(self):
+        self.cells = {}
+
+    def setColumnCount(self, count):
+        self.columnCount = count
+
+    def setHorizontalHeaderLabels(self, labels):
+        self.headers = list(labels)
+
+    def setRowCount(self, count):
+        self.rowCount = count
+
+    def setItem(self, row, column, item):
+        self.cells[(row, column)] = item.text
+
+    def resizeColumnsToContents(self):
+        pass
+
+    def column(self, title):
+        index = self.headers.index(title)
+        return [self.cells[(row, index)] for row in range(self.rowCount)]
+
+
+@pytest.fixture
+def qt_table_items(gui_standins):
+    """The two Qt names ``fillTableWidget`` uses, on the ``qt`` stand-in."""
+    qt = sys.modules["qt"]
+    gui_standins.setattr(qt, "QTableWidgetItem", _Item, raising=False)
+    gui_standins.setattr(qt, "Qt", types.SimpleNamespace(ItemIsSelectable=1, ItemIsEnabled=32), raising=False)
+
+
 def _ui(*names, **special):
     return types.SimpleNamespace(**{name: _Control() for name in names}, **special)
 
@@ -101,16 +159,39 @@ def _run(widget, timeout=120.0):
     return during
 
 
-def test_stenosis_widget_runs_in_a_worker_and_fills_the_table(load_module, app_scene, phantom):
+STENOSIS_UI = ("inputSelector", "segmentationSelector", "axialSelector", "outputTableSelector", "resultsLabel")
+
+
+def _stenosis_parameters(**values):
+    fields = dict(
+        inputVolume=None,
+        inputSegmentation=None,
+        axialVolume=None,
+        areaModerateMm2=100.0,
+        areaSevereMm2=75.0,
+        apModerateMm=13.0,
+        apSevereMm=10.0,
+        outputTable=None,
+    )
+    fields.update(values)
+    return types.SimpleNamespace(**fields)
+
+
+def test_stenosis_widget_runs_in_a_worker_fills_the_tables_and_follows_a_click(
+    load_module, app_scene, phantom, qt_table_items
+):
+    import slicer
+
     module = load_module("SpineStenosis")
+    image = volume_to_node(phantom.image, app_scene, name="Image")
     labelmap = volume_to_node(phantom.labels, app_scene, name="Labels")
-    parameters = types.SimpleNamespace(inputLabelmap=labelmap, outputTable=None)
-    ui = _ui(*COMMON, "inputSelector", "outputTableSelector", "resultsLabel")
+    parameters = _stenosis_parameters(inputVolume=image, inputSegmentation=labelmap)
+    ui = _ui(*COMMON, *STENOSIS_UI, levelsTable=_Table())
     widget = _build(module, "SpineStenosis", ui, parameters)
 
     during = _run(widget)
-    assert not during["inputSelector"] and not during["outputTableSelector"] and not during["applyButton"]
-    assert during["cancelButton"]
+    assert not any(during[name] for name in ("inputSelector", "segmentationSelector", "axialSelector", "applyButton"))
+    assert during["cancelButton"] and not during["outputTableSelector"]
     assert widget.controller.state == RunState.SUCCEEDED, widget.controller.message
     table = parameters.outputTable
     assert table is not None and table.GetScene() is app_scene
@@ -119,18 +200,57 @@ def test_stenosis_widget_runs_in_a_worker_and_fills_the_table(load_module, app_s
     assert "L4-L5" in ui.resultsLabel.text and "5 level(s) graded" in ui.statusLabel.text
     assert ui.inputSelector.enabled and ui.applyButton.enabled and not ui.cancelButton.enabled
     assert not ui.progressBar.visible
+    # the panel's level table shows the same rows
+    assert ui.levelsTable.column("Level") == list(rows) and ui.levelsTable.column("Grade")[3] == "Severe"
+    assert ui.levelsTable.column("Area (mm²)")[3] == f"{rows['L4-L5']['dural_sac_area_mm2']:.0f}"
 
-    # a second run refills the same table
+    # a click on L4-L5 puts the slice views on its plane
+    layout = slicer.vtkMRMLLayoutLogic()
+    layout.SetMRMLScene(app_scene)
+    layout.SetMRMLScene(None)
+    red = next(
+        n for n in (app_scene.GetNthNodeByClass(i, "vtkMRMLSliceNode") for i in range(3)) if n.GetLayoutName() == "Red"
+    )
+    widget.onLevelClicked(3, 0)
+    assert "L4-L5" in ui.statusLabel.text
+    matrix = red.GetSliceToRAS()
+    centre = [matrix.GetElement(r, 3) for r in range(3)]
+    expected = next(n for n in _named(app_scene, "vtkMRMLMarkupsClosedCurveNode") if "L4-L5" in n.GetName())
+    points = np.array([expected.GetNthControlPointPositionWorld(i) for i in range(expected.GetNumberOfControlPoints())])
+    normal = np.array([matrix.GetElement(r, 2) for r in range(3)])
+    assert np.abs((points - centre) @ normal).max() < 1e-3  # the measured outline lies in the Red view's plane
+    widget.onLevelClicked(9, 0)
+    assert "not in" in ui.statusLabel.text  # a row that is not there: said in the status, nothing moves
+
+    # a second run with another severe threshold refills the same table; the panel's table follows
     tables = app_scene.GetNumberOfNodesByClass("vtkMRMLTableNode")
+    parameters.areaSevereMm2 = 50.0
     _run(widget)
     assert parameters.outputTable is table and app_scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == tables
+    assert ui.levelsTable.column("Grade")[3] == "Moderate"
 
 
-def test_planning_widget_cancel_on_scene_close_and_a_successful_run(load_module, app_scene, phantom):
+def _named(scene, class_name):
+    return [scene.GetNthNodeByClass(i, class_name) for i in range(scene.GetNumberOfNodesByClass(class_name))]
+
+
+PLANNING_UI = ("inputSelector", "outputSegmentationSelector", "resizeScrewButton", "replanScrewButton", "refusedLabel")
+
+
+def test_planning_widget_cancel_on_scene_close_and_a_successful_run(load_module, app_scene, phantom, qt_table_items):
     module = load_module("SpinePlanning")
     labelmap = volume_to_node(phantom.labels, app_scene, name="Labels")
-    parameters = types.SimpleNamespace(inputLabelmap=labelmap, marginMm=3.0, outputSegmentation=None, show3D=False)
-    ui = _ui(*COMMON, "inputSelector", "outputSegmentationSelector")
+    parameters = types.SimpleNamespace(
+        inputLabelmap=labelmap,
+        marginMm=3.0,
+        planScrews=True,
+        outputSegmentation=None,
+        show3D=False,
+        screwDiameterMm=6.0,
+        screwLengthMm=45.0,
+        replanWithSize=False,
+    )
+    ui = _ui(*COMMON, *PLANNING_UI, screwTable=_Table(), screwVisibleCheckBox=_Check())
     widget = _build(module, "SpinePlanning", ui, parameters)
 
     widget.startRun()
@@ -145,7 +265,43 @@ def test_planning_widget_cancel_on_scene_close_and_a_successful_run(load_module,
     assert widget.controller.state == RunState.SUCCEEDED, widget.controller.message
     segmentation = parameters.outputSegmentation
     assert segmentation.GetSegmentation().GetNthSegment(0).GetName() == "no_go_zone"
-    assert "3.0 mm margin" in ui.statusLabel.text
+    assert "3.0 mm margin" in ui.statusLabel.text and "10 screw(s)" in ui.statusLabel.text
+    table = ui.screwTable
+    assert table.rowCount == 10 and table.column("Vertebra")[:2] == ["L1", "L1"] and "S1 left" in ui.refusedLabel.text
+    assert not ui.resizeScrewButton.enabled  # nothing selected yet
+
+    # select L4 left: its size goes into the boxes, the buttons wake up
+    row = table.column("Vertebra").index("L4")
+    assert table.column("Side")[row] == "left"
+    widget.onScrewClicked(row, 0)
+    line = widget.selectedScrew()
+    assert line.GetName() == "L4 left" and ui.resizeScrewButton.enabled and ui.replanScrewButton.enabled
+    planned = (parameters.screwDiameterMm, parameters.screwLengthMm)
+    assert f"{planned[0]:g}" == table.column("Ø (mm)")[row] and f"{planned[1]:.0f}" == table.column("Length (mm)")[row]
+
+    # resize in place, hide, then re-plan in the worker: the planner's screw comes back
+    parameters.screwDiameterMm, parameters.screwLengthMm = 5.0, 30.0
+    widget.onResizeScrew()
+    assert (table.column("Ø (mm)")[row], table.column("Length (mm)")[row]) == ("5", "30")
+    widget.onScrewVisibility(False)
+    assert not line.GetDisplayNode().GetVisibility() and "hidden" in ui.statusLabel.text
+    widget.onReplanScrew()
+    assert widget.controller.running and not ui.replanScrewButton.enabled
+    deadline = time.monotonic() + 120.0
+    while widget.pollRun():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert widget.controller.state == RunState.SUCCEEDED, widget.controller.message
+    assert (table.column("Ø (mm)")[row], table.column("Length (mm)")[row]) == (f"{planned[0]:g}", f"{planned[1]:.0f}")
+    assert ui.replanScrewButton.enabled
+
+    # dragging the tip re-evaluates it and refreshes the table (the observers the run installed)
+    entry = np.array(line.GetNthControlPointPositionWorld(0))
+    line.SetNthControlPointPositionWorld(1, *(entry + [0.0, 0.0, 40.0]))
+    assert table.column("Length (mm)")[row] == "40" and table.column("Grade")[row] != "A"
+    assert "L4 left: breach" in ui.statusLabel.text
+    widget.cleanup()
+    assert widget.logic._observations == []
 
 
 def test_filtering_widget_runs_the_chosen_filter_and_cleanup_cancels(load_module, app_scene, phantom):
@@ -199,12 +355,12 @@ def test_default_input_is_the_first_scalar_volume_with_an_image(load_module, app
 
 def test_apply_is_disabled_without_an_input(load_module, app_scene):
     module = load_module("SpineStenosis")
-    parameters = types.SimpleNamespace(inputLabelmap=None, outputTable=None)
-    ui = _ui(*COMMON, "inputSelector", "outputTableSelector", "resultsLabel")
+    parameters = _stenosis_parameters()
+    ui = _ui(*COMMON, *STENOSIS_UI, levelsTable=_Table())
     widget = _build(module, "SpineStenosis", ui, parameters)
     widget.checkCanApply()
-    assert not widget.ui.applyButton.enabled and "input label map" in widget.ui.applyButton.toolTip
-    with pytest.raises(ValueError, match="No input label map"):
+    assert not widget.ui.applyButton.enabled and "input image" in widget.ui.applyButton.toolTip
+    with pytest.raises(ValueError, match="No input image"):
         widget.startRun()
     assert widget.controller.state == RunState.IDLE
 

@@ -99,6 +99,44 @@ def test_job_files_round_trip_exactly(tmp_path):
         encode({1, 2}, tmp_path)
 
 
+def test_library_dataclasses_come_back_as_themselves(tmp_path):
+    """A grading result crosses the folder with its classes (methods such as ``to_dict`` and the spline work);
+    a dataclass from outside the library comes back as a namespace, never imported."""
+    import dataclasses
+    import types
+
+    from lumbarspine.anatomy.build import anatomy_from_labels
+    from lumbarspine.grading import GradingThresholds, grade_anatomy, table_rows
+    from lumbarspine.grading.core import GradingResult
+
+    phantom = generate_phantom(PhantomSpec(stenosis={"L4-L5": 60.0}, spacing=(2.0, 2.0, 2.0), noise=0.0))
+    anatomy = anatomy_from_labels(phantom.labels, numbering="imported", source="phantom")
+    result = grade_anatomy(anatomy, thresholds=GradingThresholds(area_moderate_mm2=111.0))
+    back = decode(json.loads(json.dumps(encode({"result": result, "anatomy": anatomy}, tmp_path))), tmp_path)
+    assert isinstance(back["result"], GradingResult) and type(back["anatomy"]) is type(anatomy)
+    assert back["result"].thresholds == result.thresholds
+    rows, copied = table_rows(result), table_rows(back["result"])
+    assert [r["level"] for r in copied] == [r["level"] for r in rows]
+    for row, copy in zip(rows, copied):
+        assert row.keys() == copy.keys()
+        for key in row:
+            assert copy[key] == row[key] or (copy[key] != copy[key] and row[key] != row[key]), key  # NaN == NaN
+    assert back["result"].level("L4-L5").to_dict() == result.level("L4-L5").to_dict()
+    np.testing.assert_array_equal(back["result"].centreline.points(12.5), result.centreline.points(12.5))
+    np.testing.assert_array_equal(back["anatomy"].labels.array, anatomy.labels.array)
+    assert [v.name for v in back["anatomy"].vertebrae] == [v.name for v in anatomy.vertebrae]
+
+    @dataclasses.dataclass
+    class Outside:
+        value: int = 1
+
+    foreign = encode(Outside(), tmp_path)
+    assert foreign["module"] == __name__
+    assert isinstance(decode(foreign, tmp_path), types.SimpleNamespace)
+    forged = {"__object__": "Popen", "module": "subprocess", "fields": {}}
+    assert isinstance(decode(forged, tmp_path), types.SimpleNamespace)  # only lumbarspine classes are rebuilt
+
+
 def test_parse_message_keeps_stray_output_as_log():
     assert parse_message('{"event": "done"}\n') == {"event": "done"}
     assert parse_message("a warning printed by a library\n") == {

@@ -439,89 +439,181 @@ def test_filtering_logic_cancel_and_bad_input(load_module, slicer_scene, no_glob
 # ------------------------------------------------------------------------------ SpineStenosis
 
 
-def test_stenosis_logic_grades_the_phantom(load_module, slicer_scene, no_global_scene, phantom):
+def _slice_views(scene):
+    """The Red, Yellow and Green slice nodes, as Slicer's layout logic makes them (their presets included)."""
+    import slicer
+
+    layout = slicer.vtkMRMLLayoutLogic()
+    layout.SetMRMLScene(scene)
+    layout.SetMRMLScene(None)  # the nodes stay; a logic still observing the scene would outlive its Clear()
+    nodes = [scene.GetNthNodeByClass(i, "vtkMRMLSliceNode") for i in range(_count(scene, "vtkMRMLSliceNode"))]
+    return {node.GetLayoutName(): node for node in nodes}
+
+
+def _matrix(slice_node) -> np.ndarray:
+    m = slice_node.GetSliceToRAS()
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def test_stenosis_logic_grades_the_image_and_jumps_to_a_level(load_module, slicer_scene, no_global_scene, phantom):
+    from lumbarspine.grading.scene import slice_to_ras
+    from lumbarspine.grading.study import grade_image
+
     module = load_module("SpineStenosis")
     scene = slicer_scene.scene
     logic = module.SpineStenosisLogic()
+    image = volume_to_node(phantom.image, scene, name="StenosisImage")
     labelmap = volume_to_node(phantom.labels, scene, name="StenosisLabels")
     assert labelmap.IsA("vtkMRMLLabelMapVolumeNode")
     before = volume_from_node(labelmap).array.copy()
     recorder = _Recorder()
     with no_global_scene():
         result = logic.process(
-            labelmap, outputTable=None, progress=recorder.progress, cancel=recorder.cancel, scene=scene
+            image, labelmap, outputTable=None, progress=recorder.progress, cancel=recorder.cancel, scene=scene
         )
     table = result.outputTable
     assert table.IsA("vtkMRMLTableNode") and table.GetScene() is scene
-    assert table.GetName().startswith("StenosisLabels_stenosis")
+    assert table.GetName().startswith("StenosisImage_stenosis")
     levels = list(phantom.truth["levels"])
     assert [row["level"] for row in result.rows] == levels
-    assert table.GetNumberOfRows() == len(levels) == 5
     rows = {row["level"]: row for row in rows_from_table_node(table)}
-    assert list(rows) == levels
+    assert list(rows) == levels and table.GetNumberOfRows() == 5
     assert rows["L4-L5"]["grade"] == "Severe"
     truth = phantom.truth["levels"]["L4-L5"]["dural_sac_area_mm2"]
     assert truth == pytest.approx(60.0)
     assert rows["L4-L5"]["dural_sac_area_mm2"] == pytest.approx(truth, rel=0.10)
-    for level in levels:
-        if level != "L4-L5":
-            assert rows[level]["grade"] == "Normal/Mild", level
-        assert rows[level]["dural_sac_area_mm2"] == pytest.approx(
-            result.rows[levels.index(level)]["dural_sac_area_mm2"]
-        )
+    assert all(rows[level]["grade"] == "Normal/Mild" for level in levels if level != "L4-L5")
     assert recorder.fractions[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in recorder.fractions)
     np.testing.assert_array_equal(volume_from_node(labelmap).array, before)
     assert "L4-L5" in logic.summaryHtml(result.rows) and "Severe" in logic.summaryHtml(result.rows)
+    # the library's scene content: outline and AP markups per level, the area chart, the sac coloured by grade
+    names = {scene.GetNthNode(i).GetName() for i in range(scene.GetNumberOfNodes())}
+    for level in levels:
+        assert {f"StenosisImage {level} dural sac outline", f"StenosisImage {level} AP diameter"} <= names
+    assert result.nodes["chart"].IsA("vtkMRMLPlotChartNode") and len(result.nodes["series"]) == 3
+    sac = result.nodes["segmentation"].GetSegmentation()
+    assert (
+        sac.GetNumberOfSegments() == 5
+        and "Severe" in sac.GetSegment(sac.GetSegmentIdBySegmentName("L4-L5 dural sac (Severe)")).GetName()
+    )
+    assert "labelmap" not in result.nodes  # a segmentation was given: no automatic one added
 
-    # the Widget then passes the table back: it is refilled, not duplicated
-    tables = _count(scene, "vtkMRMLTableNode")
+    # selecting a row moves the slice views onto that level's plane (Red: the plane, as Slicer's axial view)
+    views = _slice_views(scene)
+    assert set(views) == {"Red", "Yellow", "Green"}
+    presets = {name: _matrix(node)[:3, :3] for name, node in views.items()}
+    expected = grade_image(phantom.image, phantom.labels)["result"].level("L4-L5")
+    plane = slice_to_ras(expected)
     with no_global_scene():
-        again = logic.process(
-            labelmap, outputTable=table, progress=recorder.progress, cancel=recorder.cancel, scene=scene
-        )
+        assert logic.jumpToLevel(table, levels.index("L4-L5"), scene) == "L4-L5"
+    for name, node in views.items():
+        placed = _matrix(node)
+        np.testing.assert_allclose(placed[:3, 3], expected.minimum.center_ras, atol=1e-6)  # through the centre
+        np.testing.assert_allclose(placed[:3, :3], plane[:3, :3] @ presets[name], atol=1e-6)
+        np.testing.assert_allclose(placed[:3, :3].T @ placed[:3, :3], np.eye(3), atol=1e-9)
+    red = _matrix(views["Red"])
+    np.testing.assert_allclose(red[:3, 2], expected.minimum.normal_ras, atol=1e-6)  # shows the measured plane
+    assert np.linalg.det(red[:3, :3]) == pytest.approx(np.linalg.det(presets["Red"]))  # radiological, as Slicer
+    assert red[0, 0] < -0.9  # screen right = patient left, as in Slicer's axial view
+    assert abs(_matrix(views["Yellow"])[:3, 2] @ expected.minimum.normal_ras) < 1e-6  # contains the normal
+    with no_global_scene():
+        assert logic.jumpToLevel(table, 0, scene) == "L1-L2"
+    assert not np.allclose(_matrix(views["Red"])[:3, 3], red[:3, 3])
+    for bad_row in (-1, 5):
+        with pytest.raises(ValueError, match="not in"):
+            logic.jumpToLevel(table, bad_row, scene)
+    with pytest.raises(ValueError, match="No grading table"):
+        logic.jumpToLevel(None, 0, scene)
+
+    # the Widget then passes the table back with other thresholds: refilled, the old markups replaced
+    nodes = scene.GetNumberOfNodes()
+    thresholds = {"area_moderate_mm2": 111.0, "area_severe_mm2": 50.0, "ap_moderate_mm": 12.0, "ap_severe_mm": 9.0}
+    with no_global_scene():
+        again = logic.process(image, labelmap, thresholds=thresholds, outputTable=table, scene=scene)
     assert again.outputTable.GetID() == table.GetID()
-    assert _count(scene, "vtkMRMLTableNode") == tables
-    assert table.GetNumberOfRows() == 5
+    assert scene.GetNumberOfNodes() == nodes
+    regraded = {row["level"]: row for row in rows_from_table_node(table)}
+    assert regraded["L4-L5"]["grade"] == "Moderate"  # about 60 mm2: between 50 and 111
+    assert regraded["L4-L5"]["dural_sac_area_mm2"] == pytest.approx(rows["L4-L5"]["dural_sac_area_mm2"])
+    assert again.nodes["series"][1].GetName().endswith("moderate < 111 mm2")
+    with no_global_scene():
+        assert logic.jumpToLevel(table, levels.index("L4-L5"), scene) == "L4-L5"
+
+
+def test_stenosis_parameter_defaults_are_the_librarys_thresholds(load_module):
+    from dataclasses import asdict
+
+    from lumbarspine.grading import GradingThresholds
+
+    module = load_module("SpineStenosis")
+    defaults = {name: getattr(module.SpineStenosisParameterNode, name) for name in module.THRESHOLD_FIELDS}
+    assert module.thresholdsOf(types.SimpleNamespace(**defaults)) == asdict(GradingThresholds())
+
+
+def test_stenosis_logic_segments_automatically_and_reads_an_axial_series(load_module, slicer_scene, no_global_scene):
+    """No segmentation: the image is segmented (its label map is added); an axial series adds the acquired-slice area."""
+    module = load_module("SpineStenosis")
+    scene = slicer_scene.scene
+    t2 = generate_phantom(PhantomSpec(modality="t2", stenosis={"L4-L5": 60.0}, spacing=(2.0, 2.0, 2.0), noise=10.0))
+    image = volume_to_node(t2.image, scene, name="T2")
+    axial = volume_to_node(t2.image, scene, name="T2 axial")
+    with no_global_scene():
+        result = module.SpineStenosisLogic().process(image, None, axial, scene=scene)
+    rows = {row["level"]: row for row in result.rows}
+    assert rows["L4-L5"]["grade"] == "Severe"
+    assert all(np.isfinite(row["axial_slice_area_mm2"]) for row in rows.values())
+    segmentation = result.nodes["labelmap"]
+    assert segmentation.IsA("vtkMRMLLabelMapVolumeNode") and segmentation.GetName().startswith("T2_segmentation")
+    labels = volume_from_node(segmentation)
+    assert labels.same_geometry(t2.image) and {2, 95} <= set(np.unique(labels.array).tolist())
 
 
 def test_stenosis_logic_cancel_and_bad_input(load_module, slicer_scene, no_global_scene, phantom):
     module = load_module("SpineStenosis")
     scene = slicer_scene.scene
     logic = module.SpineStenosisLogic()
+    image = volume_to_node(phantom.image, scene, name="StenosisImage")
     labelmap = volume_to_node(phantom.labels, scene, name="StenosisLabels")
     tables = _count(scene, "vtkMRMLTableNode")
 
-    def run(node, cancel=None, **kwargs):
+    def run(node, segmentation=labelmap, cancel=None, **kwargs):
         recorder = _Recorder()
         with no_global_scene():
             return logic.process(
-                node, progress=recorder.progress, cancel=cancel or recorder.cancel, scene=scene, **kwargs
+                node, segmentation, progress=recorder.progress, cancel=cancel or recorder.cancel, scene=scene, **kwargs
             )
 
     with pytest.raises(module.OperationCancelled):
-        run(labelmap, cancel=lambda: True)
+        run(image, cancel=lambda: True)
     mid = _Recorder(cancel_after=1)
     with no_global_scene(), pytest.raises(module.OperationCancelled):
-        logic.process(labelmap, progress=mid.progress, cancel=mid.cancel, scene=scene)
+        logic.process(image, labelmap, progress=mid.progress, cancel=mid.cancel, scene=scene)
     assert mid.fractions == [0.05]
     assert _count(scene, "vtkMRMLTableNode") == tables
 
-    with pytest.raises(ValueError, match="No input label map"):
+    with pytest.raises(ValueError, match="No input image"):
         run(None)
     with pytest.raises(ValueError, match="no image data"):
-        run(scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "Empty"))
+        run(scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Empty"))
     with pytest.raises(ValueError, match="non-integer"):
         run(
+            image,
             volume_to_node(
                 phantom.labels.with_array(phantom.labels.array.astype(np.float32) + 0.5, is_label=False), scene
-            )
+            ),
         )
     no_canal = phantom.labels.with_array(np.where(phantom.labels.array == 2, 0, phantom.labels.array).astype(np.uint8))
     with pytest.raises(ValueError, match="No canal found"):
-        run(volume_to_node(no_canal, scene, name="NoCanal"))
+        run(image, volume_to_node(no_canal, scene, name="NoCanal"))
     with pytest.raises(ValueError, match="not a table"):
-        run(labelmap, outputTable=labelmap)
-    assert _count(scene, "vtkMRMLTableNode") == tables
+        run(image, outputTable=labelmap)
+    with pytest.raises(ValueError, match="area_severe_mm2 < area_moderate_mm2"):
+        run(image, thresholds={"area_moderate_mm2": 60.0, "area_severe_mm2": 75.0})
+    with pytest.raises(ValueError, match="axial series is the input image itself"):
+        run(image, axialVolume=image)
+    with pytest.raises(ValueError, match="axial series"):
+        run(image, axialVolume=scene.AddNewNodeByClass("vtkMRMLTableNode", "NotAVolume"))
+    assert _count(scene, "vtkMRMLTableNode") == tables + 1  # only the node made above
 
 
 # ------------------------------------------------------------------------------ SpinePlanning
@@ -587,6 +679,124 @@ def test_planning_logic_no_go_zone(load_module, slicer_scene, no_global_scene, p
     assert wider.zoneVolumeMm3 > result.zoneVolumeMm3
 
 
+def test_planning_logic_plans_screws_and_a_rerun_replaces_them(load_module, slicer_scene, no_global_scene, phantom):
+    from lumbarspine.planning import plan_screws
+    from lumbarspine.planning.screw_edit import anatomy_from_label_map
+
+    module = load_module("SpinePlanning")
+    scene = slicer_scene.scene
+    logic = module.SpinePlanningLogic()
+    labelmap = volume_to_node(phantom.labels, scene, name="PlanningLabels")
+    with no_global_scene():
+        result = logic.process(labelmap, marginMm=2.0, createSurface=False, scene=scene)
+    expected = plan_screws(anatomy_from_label_map(phantom.labels))
+    assert len(result.screws) == len(expected["screws"]) == 10  # L1-L5 both sides; S1 refused on the phantom
+    rows = logic.screwRows(result.outputSegmentation)
+    assert [(r["vertebra"], r["side"]) for r in rows] == [(s.vertebra, s.side) for s in expected["screws"]]
+    for row, screw in zip(rows, expected["screws"]):
+        assert row["diameter_mm"] == screw.diameter_mm and row["length_mm"] == pytest.approx(screw.length_mm, abs=0.05)
+        assert row["grade"] == screw.evaluation["gertzbein_robbins"]
+        assert row["breach_mm"] == pytest.approx(screw.evaluation["breach_mm"], abs=0.005) and row["visible"]
+    refused = {(r.vertebra, r.side) for r in expected["refused"]}
+    assert refused == {("S1", "left"), ("S1", "right")}
+    html = logic.refusedHtml(result.outputSegmentation)
+    assert "S1 left" in html and expected["refused"][0].reason in html
+    line = result.screws[0]
+    model = line.GetNodeReference("LumbarSpine.ScrewModel")
+    assert line.IsA("vtkMRMLMarkupsLineNode") and model.IsA("vtkMRMLModelNode") and line.GetName() == "L1 left"
+
+    nodes = scene.GetNumberOfNodes()
+    with no_global_scene():
+        again = logic.process(
+            labelmap, marginMm=3.0, outputSegmentation=result.outputSegmentation, scene=scene, createSurface=False
+        )
+    assert scene.GetNumberOfNodes() == nodes and line.GetScene() is None and model.GetScene() is None
+    assert len(again.screws) == 10
+    with no_global_scene():
+        zone_only = logic.process(
+            labelmap, outputSegmentation=result.outputSegmentation, scene=scene, createSurface=False, planScrews=False
+        )
+    assert zone_only.screws == [] and logic.screwRows(result.outputSegmentation) == []
+    assert _count(scene, "vtkMRMLMarkupsLineNode") == 0
+
+
+def test_planning_logic_edits_one_screw(load_module, slicer_scene, no_global_scene, phantom):
+    """Resize, re-plan (the worker's job, run here), hide, and move an end point: each re-evaluates the screw."""
+    from lumbarspine.planning import evaluate_screw, replan_screw
+    from lumbarspine.planning.screw_edit import anatomy_from_label_map
+
+    module = load_module("SpinePlanning")
+    scene = slicer_scene.scene
+    logic = module.SpinePlanningLogic()
+    labelmap = volume_to_node(phantom.labels, scene, name="PlanningLabels")
+    anatomy = anatomy_from_label_map(phantom.labels)
+    with no_global_scene():
+        result = logic.process(labelmap, createSurface=False, scene=scene)
+    output = result.outputSegmentation
+    line = next(node for node in result.screws if node.GetName() == "L4 left")
+    model = line.GetNodeReference("LumbarSpine.ScrewModel")
+    entry, tip = (np.array(line.GetNthControlPointPositionWorld(i)) for i in range(2))
+    direction = (tip - entry) / np.linalg.norm(tip - entry)
+
+    # a wider, longer screw along the same trajectory: graded by the library, the model follows
+    with no_global_scene():
+        message = logic.resizeScrew(line, labelmap, 7.5, 55.0)
+    row = next(r for r in logic.screwRows(output) if r["name"] == "L4 left")
+    truth = evaluate_screw(anatomy, entry, entry + 55.0 * direction, 7.5, vertebra="L4")
+    assert (row["diameter_mm"], row["length_mm"]) == (7.5, 55.0)
+    assert row["breach_mm"] == pytest.approx(truth["breach_mm"]) and row["grade"] == truth["gertzbein_robbins"]
+    assert truth["breach_mm"] > 0 and truth["gertzbein_robbins"] in message
+    np.testing.assert_allclose(line.GetNthControlPointPositionWorld(0), entry, atol=1e-6)
+    bounds = np.zeros(6)
+    model.GetPolyData().GetBounds(bounds)
+    assert np.linalg.norm(bounds[1::2] - bounds[::2]) > 55.0  # the model is the longer screw
+    with pytest.raises(ValueError, match="diameter"):
+        logic.resizeScrew(line, labelmap, 40.0, 45.0)
+
+    # re-plan: the planner's own screw again, then one with a chosen size, then a size it refuses
+    with no_global_scene():
+        job = logic.replanJob(line, labelmap)
+        planned = module.run_job(job)
+        logic.applyReplan(line, planned, labelmap)
+    again = replan_screw(anatomy, "L4", "left")
+    np.testing.assert_allclose(line.GetNthControlPointPositionWorld(1), again.tip_ras, atol=1e-3)
+    row = next(r for r in logic.screwRows(output) if r["name"] == "L4 left")
+    assert (row["diameter_mm"], row["grade"]) == (again.diameter_mm, again.evaluation["gertzbein_robbins"])
+    with no_global_scene():
+        sized = module.run_job(logic.replanJob(line, labelmap, 5.0, 30.0))
+        logic.applyReplan(line, sized, labelmap)
+    row = next(r for r in logic.screwRows(output) if r["name"] == "L4 left")
+    assert (row["diameter_mm"], row["length_mm"]) == (5.0, 30.0)
+    before = np.array(line.GetNthControlPointPositionWorld(1))
+    refused = module.run_job(logic.replanJob(line, labelmap, None, 70.0))
+    with pytest.raises(ValueError, match="not re-planned: only .* chosen screw"):
+        logic.applyReplan(line, refused, labelmap)
+    np.testing.assert_allclose(line.GetNthControlPointPositionWorld(1), before)  # a refusal changes nothing
+
+    # hide / show: line and model
+    logic.setScrewVisible(line, False)
+    assert not line.GetDisplayNode().GetVisibility() and not model.GetDisplayNode().GetVisibility()
+    assert not next(r for r in logic.screwRows(output) if r["name"] == "L4 left")["visible"]
+    logic.setScrewVisible(line, True)
+    assert line.GetDisplayNode().GetVisibility() and model.GetDisplayNode().GetVisibility()
+
+    # moving the tip (as a drag in a view does) re-evaluates the screw through the observers
+    seen = []
+    with no_global_scene():
+        assert logic.observeScrews(output, labelmap, 2.0, lambda node, ev: seen.append((node.GetName(), ev))) == 10
+        start = np.array(line.GetNthControlPointPositionWorld(0))
+        moved = start + 40.0 * np.array([0.0, 0.0, 1.0])  # straight up: out of the pedicle
+        line.SetNthControlPointPositionWorld(1, *moved)
+    assert seen and seen[-1][0] == "L4 left"
+    truth = evaluate_screw(anatomy, start, moved, 5.0, vertebra="L4")
+    row = next(r for r in logic.screwRows(output) if r["name"] == "L4 left")
+    assert row["breach_mm"] == pytest.approx(truth["breach_mm"]) and row["grade"] == truth["gertzbein_robbins"] != "A"
+    logic.stopObserving()
+    count = len(seen)
+    line.SetNthControlPointPositionWorld(1, *start + 30.0 * np.array([0.0, 1.0, 0.0]))
+    assert len(seen) == count  # no observer left
+
+
 def test_planning_logic_cancel_and_bad_input(load_module, slicer_scene, no_global_scene, phantom):
     module = load_module("SpinePlanning")
     scene = slicer_scene.scene
@@ -635,7 +845,7 @@ def test_logic_without_a_scene_argument_uses_the_input_nodes_scene(load_module, 
     planning = load_module("SpinePlanning").SpinePlanningLogic()
     with no_global_scene():
         assert filtering.process(image, operation="gaussian", backend="numpy").outputVolume.GetScene() is scene
-        assert stenosis.process(labelmap).outputTable.GetScene() is scene
+        assert stenosis.process(image, labelmap).outputTable.GetScene() is scene
         assert planning.process(labelmap, createSurface=False).outputSegmentation.GetScene() is scene
 
 

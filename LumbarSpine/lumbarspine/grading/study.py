@@ -28,7 +28,7 @@ from ..progress import CancelCallback, ProgressCallback, check_cancel
 from ..volume import Volume
 from .grades import GradingThresholds
 
-__all__ = ["grade_study", "load_anatomy", "resample_labels", "frame_overlap", "AXIAL_MASKS"]
+__all__ = ["grade_study", "grade_image", "load_anatomy", "resample_labels", "frame_overlap", "AXIAL_MASKS"]
 
 AXIAL_MASKS = ("resample", "segment")
 """How the axial series gets its dural sac mask: the main segmentation resampled (nearest) onto its
@@ -100,54 +100,39 @@ def _level_file(level: str) -> str:
     return "plane_" + level.replace(" ", "_").replace("-", "_") + ".png"
 
 
-def grade_study(
-    image_path: str | os.PathLike[str] | Volume,
-    out_dir: str | os.PathLike[str],
-    *,
+def grade_image(
+    image: str | os.PathLike[str] | Volume,
     segmentation: str | os.PathLike[str] | Volume | None = None,
+    *,
     convention: str = "auto",
     axial: str | os.PathLike[str] | Volume | None = None,
     axial_mask: str = "resample",
     thresholds: GradingThresholds | None = None,
-    study_id: str | None = None,
-    pictures: bool = True,
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
 ) -> dict[str, Any]:
-    """Grade the central canal of one study and write the report files into ``out_dir``.
+    """Grade the central canal of ``image`` without writing files (what :func:`grade_study` and the
+    Slicer module share).
 
     Args:
-        image_path: the main image (a T2 series, usually sagittal), a path or a Volume.
-        out_dir: output folder (created).
-        segmentation: its segmentation (path or label Volume); None runs the automatic segmentation.
-        convention: the segmentation's label convention (``"auto"``, ``"totalspineseg"``, ...).
-        axial: an axial series of the same session (path or Volume) for the routine axial areas.
-        axial_mask: :data:`AXIAL_MASKS`.
-        thresholds: grading cut-offs (default: the clinical reference's).
-        study_id: the ``study_id`` of ``rsna.csv`` (default: the image file name).
-        pictures: write the PNGs.
-        progress, cancel: see :mod:`lumbarspine.progress`.
+        image: the main image (a T2 series, usually sagittal), a path or a Volume (not modified).
+        segmentation, convention, axial, axial_mask, thresholds, progress, cancel: see :func:`grade_study`.
 
     Returns:
-        ``{"paths": {...}, "report": <report.json content>, "seconds": ...}``.
+        ``{"anatomy": SpineAnatomy, "result": GradingResult, "axial": dict | None}`` (``axial``: how the
+        axial series was joined, for the report's input section).
     """
     from .core import grade_anatomy
-    from .pictures import area_plot, plane_picture
-    from .report import build_report, write_report_csv, write_report_json, write_rsna_csv
 
-    started = time.perf_counter()
     report_progress = progress or _noop
     if axial_mask not in AXIAL_MASKS:
         raise ValueError(f"Unknown axial_mask {axial_mask!r}: use one of {', '.join(AXIAL_MASKS)}.")
-    out = Path(out_dir)
-    check_cancel(cancel, "Stenosis grading")
-    report_progress(0.0, "reading the image")
-    image = _read_image(image_path, "image")
+    image = _read_image(image, "image")
 
     def sub(lo: float, hi: float) -> ProgressCallback:
         return lambda f, m: report_progress(lo + (hi - lo) * f, m)
 
-    anatomy = load_anatomy(image, segmentation, convention=convention, progress=sub(0.05, 0.4), cancel=cancel)
+    anatomy = load_anatomy(image, segmentation, convention=convention, progress=sub(0.0, 0.4), cancel=cancel)
     warnings: list[str] = []
     axial_labels = None
     axial_source = ""
@@ -183,7 +168,7 @@ def grade_study(
         thresholds=thresholds,
         axial_labels=axial_labels,
         axial_source=axial_source,
-        progress=sub(0.45, 0.85),
+        progress=sub(0.45, 1.0),
         cancel=cancel,
     )
     if axial is not None and axial_labels is None:
@@ -192,6 +177,66 @@ def grade_study(
                 lv.axial_source = "axial series"
                 lv.axial_reason = "the axial series does not overlap the main image in patient coordinates"
     result.warnings.extend(warnings)
+    return {"anatomy": anatomy, "result": result, "axial": axial_info}
+
+
+def grade_study(
+    image_path: str | os.PathLike[str] | Volume,
+    out_dir: str | os.PathLike[str],
+    *,
+    segmentation: str | os.PathLike[str] | Volume | None = None,
+    convention: str = "auto",
+    axial: str | os.PathLike[str] | Volume | None = None,
+    axial_mask: str = "resample",
+    thresholds: GradingThresholds | None = None,
+    study_id: str | None = None,
+    pictures: bool = True,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCallback | None = None,
+) -> dict[str, Any]:
+    """Grade the central canal of one study and write the report files into ``out_dir``.
+
+    Args:
+        image_path: the main image (a T2 series, usually sagittal), a path or a Volume.
+        out_dir: output folder (created).
+        segmentation: its segmentation (path or label Volume); None runs the automatic segmentation.
+        convention: the segmentation's label convention (``"auto"``, ``"totalspineseg"``, ...).
+        axial: an axial series of the same session (path or Volume) for the routine axial areas.
+        axial_mask: :data:`AXIAL_MASKS`.
+        thresholds: grading cut-offs (default: the clinical reference's).
+        study_id: the ``study_id`` of ``rsna.csv`` (default: the image file name).
+        pictures: write the PNGs.
+        progress, cancel: see :mod:`lumbarspine.progress`.
+
+    Returns:
+        ``{"paths": {...}, "report": <report.json content>, "seconds": ...}``.
+    """
+    from .pictures import area_plot, plane_picture
+    from .report import build_report, write_report_csv, write_report_json, write_rsna_csv
+
+    started = time.perf_counter()
+    report_progress = progress or _noop
+    if axial_mask not in AXIAL_MASKS:
+        raise ValueError(f"Unknown axial_mask {axial_mask!r}: use one of {', '.join(AXIAL_MASKS)}.")
+    out = Path(out_dir)
+    check_cancel(cancel, "Stenosis grading")
+    report_progress(0.0, "reading the image")
+    image = _read_image(image_path, "image")
+
+    def sub(lo: float, hi: float) -> ProgressCallback:
+        return lambda f, m: report_progress(lo + (hi - lo) * f, m)
+
+    graded = grade_image(
+        image,
+        segmentation,
+        convention=convention,
+        axial=axial,
+        axial_mask=axial_mask,
+        thresholds=thresholds,
+        progress=sub(0.05, 0.85),
+        cancel=cancel,
+    )
+    anatomy, result, axial_info = graded["anatomy"], graded["result"], graded["axial"]
     from .measure import acquired_slice_axis
 
     _, orientation = acquired_slice_axis(image)

@@ -7,6 +7,7 @@ the no-go zone, the 3D scene and exports (see each module).
 
 from .evaluate import PlanningMaps, evaluate_line_markup, evaluate_screw, gertzbein_robbins, observe_line_markup
 from .no_go import DEFAULT_MARGIN_MM, NEURAL_LABELS, NO_GO_ZONE, no_go_zone
+from .screw_edit import replan_screw, resize_screw
 from .screws import PlanningParameters, RefusedScrew, ScrewPlan, plan_screws
 
 __all__ = [
@@ -23,4 +24,6 @@ __all__ = [
     "ScrewPlan",
     "RefusedScrew",
     "plan_screws",
+    "replan_screw",
+    "resize_screw",
 ]
