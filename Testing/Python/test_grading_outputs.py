@@ -192,11 +192,20 @@ def test_the_scene_holds_table_markups_chart_and_graded_sac(slicer_scene, tmp_pa
     matrix = slice_to_ras(level)
     np.testing.assert_allclose(matrix[:3, :3].T @ matrix[:3, :3], np.eye(3), atol=1e-9)
     np.testing.assert_allclose(matrix[:3, 2], level.minimum.normal_ras, atol=1e-9)
-    assert matrix[0, 0] > 0.9  # X is patient right, as in Slicer's axial view
+    assert matrix[0, 0] > 0.9  # the plane frame's X is patient right (right-handed frame)
+    np.testing.assert_allclose(np.linalg.det(matrix[:3, :3]), 1.0, atol=1e-9)
     slice_node = scene.AddNewNodeByClass("vtkMRMLSliceNode")
-    place_slice_node(slice_node, level.to_dict())
+    returned = place_slice_node(slice_node, level.to_dict())
     placed = np.array([[slice_node.GetSliceToRAS().GetElement(r, c) for c in range(4)] for r in range(4)])
-    np.testing.assert_allclose(placed, matrix, atol=1e-3)
+    np.testing.assert_allclose(placed, returned, atol=1e-9)
+    # shown as Slicer's axial view shows an axial slice: patient right on the screen's left, anterior up
+    assert placed[0, 0] < -0.9 and placed[1, 1] > 0.9
+    np.testing.assert_allclose(placed[:3, 2], level.minimum.normal_ras, atol=1e-4)  # report values are rounded
+    np.testing.assert_allclose(placed[:3, 3], matrix[:3, 3], atol=1e-3)
+    reference = scene.AddNewNodeByClass("vtkMRMLSliceNode")
+    reference.SetOrientationToAxial()  # Slicer's own axial preset, for the sign convention
+    axial = np.array([[reference.GetSliceToRAS().GetElement(r, c) for c in range(3)] for r in range(3)])
+    np.testing.assert_allclose(np.sign(np.diag(axial)), [-1.0, 1.0, 1.0])
 
     path = save_scene(slicer_scene, tmp_path / "graded.mrb")
     loaded = load_scene(path).scene

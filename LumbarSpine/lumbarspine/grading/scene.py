@@ -10,9 +10,10 @@
 * the dural sac as a segmentation with one segment per level (each sac voxel belongs to the level
   nearest along the centreline), coloured by grade, with its 3D surface.
 
-:func:`slice_to_ras` gives the 4x4 SliceToRAS matrix of a level's measurement plane (X = patient
-right in the plane, Y = towards the disc, Z = the plane normal, cranial) and
-:func:`place_slice_node` moves a slice node there, so a module can follow the selected table row.
+:func:`slice_to_ras` gives the 4x4 frame of a level's measurement plane (X = patient right in the
+plane, Y = towards the disc, Z = the plane normal, cranial; right-handed) and :func:`place_slice_node`
+shows that plane in a slice node the way Slicer's axial view shows an axial slice (radiological:
+patient right on the screen's left), so a module can follow the selected table row.
 Everything is saved in a ``.mrb`` with :func:`lumbarspine.scene.save_scene`.
 """
 
@@ -52,10 +53,12 @@ def _plane(level: LevelResult | dict) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def slice_to_ras(level: LevelResult | dict) -> np.ndarray:
-    """4x4 SliceToRAS of a level's measurement plane (a :class:`LevelResult` or a ``report.json`` level).
+    """4x4 frame of a level's measurement plane (a :class:`LevelResult` or a ``report.json`` level).
 
     Columns: X = ``ap x normal`` (patient right for a cranial normal), Y = AP (towards the disc),
-    Z = the normal (cranial), translation = the plane centre (RAS mm). Like Slicer's axial view.
+    Z = the normal (cranial), translation = the plane centre (RAS mm); a right-handed rotation. As a
+    slice view's SliceToRAS it would show patient right on the screen's right: use
+    :func:`place_slice_node` (or multiply by Slicer's orientation preset) for a radiological view.
     """
     centre, normal, ap = _plane(level)
     n = normal / np.linalg.norm(normal)
@@ -67,11 +70,23 @@ def slice_to_ras(level: LevelResult | dict) -> np.ndarray:
     return matrix
 
 
+AXIAL_PRESET = np.diag([-1.0, 1.0, 1.0])
+"""Slicer's axial SliceToRAS rotation (screen X = patient left, screen Y = anterior, normal = superior)."""
+
+
 def place_slice_node(slice_node: Any, level: LevelResult | dict) -> np.ndarray:
-    """Move ``slice_node`` (a ``vtkMRMLSliceNode``) onto the level's plane; returns the matrix used."""
+    """Show the level's plane in ``slice_node`` (a ``vtkMRMLSliceNode``) as Slicer's axial view would.
+
+    The SliceToRAS set is ``slice_to_ras(level)`` with Slicer's axial preset applied to its rotation
+    (screen X = ``-X`` of the plane frame: patient right on the screen's left; screen Y = towards the
+    disc; normal cranial; translation = the plane centre). Returns that 4x4 matrix.
+    """
     matrix = slice_to_ras(level)
-    x, n, p = matrix[:3, 0], matrix[:3, 2], matrix[:3, 3]
-    slice_node.SetSliceToRASByNTP(*n, *x, *p, 0)
+    matrix[:3, :3] = matrix[:3, :3] @ AXIAL_PRESET
+    target = slice_node.GetSliceToRAS()
+    for r in range(4):
+        for c in range(4):
+            target.SetElement(r, c, float(matrix[r, c]))
     slice_node.UpdateMatrices()
     return matrix
 
