@@ -84,6 +84,15 @@ PEDICLE_CHORD_FACTOR = 1.2
 """Chords across the pedicle up to this times the narrowest one count as pedicle when fitting its axis."""
 S1_PEDICLE_LATERAL_MM = 15.0
 """The S1 'pedicle' is the bone up to this far (mm) lateral of the canal's lateral edge."""
+MIDLINE_CLEARANCE_MM = 0.5
+"""A screw's surface stays this far (mm) on its own side of the vertebra's mid-sagittal plane, so the two
+screws of a convergent pair (S1: 25-30 deg toward the promontory) never touch."""
+S1_PEDICLE_HEIGHT_MM = 20.0
+"""The S1 'pedicle' is the bone within this height (mm, along the superior axis) below the top of the sacrum's
+bone lateral of the canal: the S1 pedicle and ala start at the S1 upper endplate, and the fused sacrum has no
+S1-S2 boundary to stop at (S1 body height about 28 mm at its back)."""
+S1_WINDOW_HALF_HEIGHT_MM = 45.0
+"""Half height (mm) of the window searched for the S1 pedicle (the sacrum's bone lateral of the canal is tall)."""
 
 
 @dataclass(frozen=True)
@@ -318,7 +327,7 @@ def find_isthmus(frame: VertebraFrame, side: str, sagittal: str = "endplate") ->
         # a window lateral of the mid-line on this side: r from 2 mm to ``reach``, s within +-25 mm
         step = SECTION_PIXEL_MM
         r = np.arange(2.0, reach, step)
-        s = np.arange(-25.0, 25.0, step)
+        s = np.arange(-S1_WINDOW_HALF_HEIGHT_MM if s1 else -25.0, S1_WINDOW_HALF_HEIGHT_MM if s1 else 25.0, step)
         rr, ss = np.meshgrid(r, s, indexing="ij")
         points = origin + rr.reshape(-1, 1) * lateral + ss.reshape(-1, 1) * frame.superior
         bone = frame.sdf.sample(points).reshape(rr.shape) > 0
@@ -329,7 +338,13 @@ def find_isthmus(frame: VertebraFrame, side: str, sagittal: str = "endplate") ->
         lab, n = ndimage.label(bone)
         sizes = ndimage.sum_labels(np.ones_like(lab), lab, index=np.arange(1, n + 1))
         biggest = lab == (int(np.argmax(sizes)) + 1)
-        if biggest[:, 0].any() or biggest[:, -1].any() or (not s1 and biggest[-1, :].any()):
+        if s1:
+            # the sacrum continues below S1 into the fused S2.. (no boundary): the piece may reach the window's
+            # lower edge (and the lateral one: the ala); the S1 pedicle is its upper S1_PEDICLE_HEIGHT_MM
+            if biggest[:, -1].any():
+                continue
+            biggest &= ss >= float(ss[biggest].max()) - S1_PEDICLE_HEIGHT_MM
+        elif biggest[:, 0].any() or biggest[:, -1].any() or biggest[-1, :].any():
             continue
         centroids.append(origin + rr[biggest].mean() * lateral + ss[biggest].mean() * frame.superior)
         widths.append(float(np.ptp(rr[biggest])) + step)
@@ -545,7 +560,8 @@ def _s1_trajectory(
             hi = zero
             while hi < len(t) - 1 and inside[hi + 1]:
                 hi += 1
-            run = float(t[hi] - t[lo]) - 0.1 * abs(dz)
+            # prefer the nominal angle and height: 1 mm of bone per degree off, 0.1 mm per mm of height
+            run = float(t[hi] - t[lo]) - 0.1 * abs(dz) - abs(angle_deg - params.s1_medial_angle_deg)
             if run > best[0]:
                 best = (run, point, direction)
     return best[1], best[2]
@@ -634,7 +650,11 @@ def _plan_one(
             )
         t_anterior = float(fwd[exits[0]])
         target = wall_t + params.body_depth_fraction * (t_anterior - wall_t)
-        limit = min(t_ring_out, t_anterior - params.anterior_margin_mm)
+        # the screw stays on its own side of the mid-sagittal plane (a convergent pair never meets)
+        offset = _side_sign(side) * ((probe + fwd[:, None] * direction - frame.canal_center) @ frame.right)
+        crossing = np.flatnonzero(offset < radius + MIDLINE_CLEARANCE_MM)
+        t_midline = float(fwd[crossing[0] - 1]) if crossing.size and crossing[0] > 0 else float(fwd[-1])
+        limit = min(t_ring_out, t_anterior - params.anterior_margin_mm, t_midline)
         available = limit - t_entry
         wanted = target - t_entry
         fitting = [L for L in params.lengths_mm if L <= available + 1e-9]
