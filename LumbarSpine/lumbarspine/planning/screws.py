@@ -11,7 +11,8 @@ For every lumbar vertebra present (L1-L5) and S1, on each side:
    narrowest one (width across the pedicle in the vertebra's transverse plane) is the **isthmus**, and
    the line fitted through the section centroids around it is the **pedicle axis** (repeated twice).
    S1 has no slender pedicle: its "pedicle" is the bone within :data:`S1_PEDICLE_LATERAL_MM` lateral
-   of the canal, and its screw converges by :attr:`PlanningParameters.s1_medial_angle_deg`
+   of the canal and within :data:`S1_PEDICLE_HEIGHT_MM` below that bone's top (the fused sacrum runs on
+   into S2 without a boundary), and its screw converges by :attr:`PlanningParameters.s1_medial_angle_deg`
    (25-30 deg toward the promontory, clinical-reference.md).
 3. **Trajectory** (:data:`TRAJECTORIES`; default ``"pedicle-axis"``): the straight line along the
    pedicle's own axis through the isthmus centre. This is the anatomical trajectory whose medial
@@ -28,8 +29,9 @@ For every lumbar vertebra present (L1-L5) and S1, on each side:
    the bone surface just behind it. **Tip**: at :attr:`PlanningParameters.body_depth_fraction` (80 %) of
    the body depth along the trajectory (a convention, clinical-reference.md), never closer than
    :attr:`PlanningParameters.anterior_margin_mm` to the anterior cortex and never with the screw's
-   surface outside the bone; the **length** is the longest of :attr:`PlanningParameters.lengths_mm`
-   that ends there.
+   surface outside the bone, nor with its surface across the vertebra's mid-sagittal plane
+   (:data:`MIDLINE_CLEARANCE_MM`: a convergent pair never meets); the **length** is the longest of
+   :attr:`PlanningParameters.lengths_mm` that ends there.
 
 A side that cannot take a screw (pedicle narrower than the smallest size / 0.8, no pedicle found,
 cut by the field of view, not enough bone for the shortest screw) is refused with its reason.
@@ -545,7 +547,9 @@ def _s1_trajectory(
     frame: VertebraFrame, isthmus: Isthmus, side: str, params: PlanningParameters
 ) -> tuple[np.ndarray, np.ndarray]:
     """S1: converge by ``s1_medial_angle_deg`` (+-2.5 deg) parallel to the endplate, through the S1 pedicle
-    region at the height (+-6 mm) that keeps the longest stretch of the screw in bone."""
+    region at the height (+-6 mm) that keeps the longest stretch of the screw in bone, less 1 mm per degree
+    off the nominal angle and 0.1 mm per mm off the pedicle's middle height (the nominal wins unless the
+    others keep clearly more bone)."""
     medial = -_side_sign(side) * frame.right
     radius = params.diameters_mm[0] / 2
     t = np.arange(-40.0, 80.0, 0.5)
