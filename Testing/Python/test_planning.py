@@ -59,14 +59,11 @@ def _independent_breach(labels: Volume, label: int, entry: np.ndarray, tip: np.n
 @pytest.mark.parametrize("grid", list(GRIDS))
 def test_every_screw_in_bone_and_on_the_true_pedicle_axis(plans, grid):
     phantom, anatomy, result = plans[grid]
-    # L1-L5 always take both screws. The phantom's sacrum (reshaped from a block into a wedge with alae and
-    # a sacral canal) has no bone bridge the isthmus search accepts as an S1 pedicle yet: S1 may be refused,
-    # but only with the reason said (issue #9 follow-up: S1 pedicles from the sacrum's own geometry).
-    refused = {(r.vertebra, r.side): r.reason for r in result["refused"]}
-    assert all(v == "S1" and reason for (v, _), reason in refused.items()), refused
+    # Every level takes both screws, S1 included: the phantom's sacrum has bone (the S1 pedicle and ala)
+    # lateral of the sacral canal on both sides at the S1 level (truth.json lists S1 with its body only).
+    assert not result["refused"], [(r.vertebra, r.side, r.reason) for r in result["refused"]]
     planned = {(s.vertebra, s.side) for s in result["screws"]}
-    assert planned | set(refused) == {(v, side) for v in LEVELS for side in ("left", "right")}
-    assert {(v, side) for v in LEVELS if v != "S1" for side in ("left", "right")} <= planned
+    assert planned == {(v, side) for v in LEVELS for side in ("left", "right")}
     voxel = max(phantom.labels.spacing)
     for screw in result["screws"]:
         truth_v = phantom.truth["vertebrae"][screw.vertebra]
@@ -78,8 +75,17 @@ def test_every_screw_in_bone_and_on_the_true_pedicle_axis(plans, grid):
         assert screw.diameter_mm in SCREW_DIAMETERS_MM and screw.length_mm in SCREW_LENGTHS_MM
         # the tip stays in this vertebra's body, short of the anterior cortex
         assert anatomy.labels.sample_nearest_ras(screw.tip_ras[None])[0] == label
+        # a convergent pair never meets: each screw's surface stays on its own side of the mid-sagittal plane
+        frame = result["frames"][screw.vertebra]
+        sign = 1.0 if screw.side == "right" else -1.0
+        assert sign * np.dot(screw.tip_ras - frame.canal_center, frame.right) >= screw.diameter_mm / 2, screw.name
         if screw.vertebra == "S1":
             assert 24.0 <= screw.medial_angle_deg <= 31.0  # 25-30 deg toward the promontory (+-2.5 search)
+            # the S1 screw runs from the back of the sacrum into the S1 body, in front of the sacral canal
+            truth_s1 = phantom.truth["vertebrae"]["S1"]
+            ahead = np.dot(screw.tip_ras - np.asarray(truth_s1["canal_center_ras"]), truth_s1["anterior_direction_ras"])
+            assert ahead >= 20.0, (screw.name, ahead)
+            assert screw.length_mm >= 30.0
             continue
         pedicle = truth_v["pedicles"][screw.side]
         centre = np.asarray(pedicle["isthmus_center_ras"])
@@ -87,9 +93,7 @@ def test_every_screw_in_bone_and_on_the_true_pedicle_axis(plans, grid):
         offset = screw.entry_ras - centre
         assert np.linalg.norm(offset - np.dot(offset, axis) * axis) < 2.0, screw.name  # entry on the true axis
         angle = np.degrees(np.arccos(np.clip(np.dot(screw.direction, axis), -1, 1)))
-        # Issue target 3 deg. L5 reaches 3.4 deg on one grid since the phantom's L5-S1 region was reshaped
-        # (new sacrum and facet joints): held to 3.5 deg there, and said in the issue notes.
-        assert angle < (3.5 if screw.vertebra == "L5" else 3.0), (screw.name, angle)
+        assert angle < 3.0, (screw.name, angle)  # issue target, every level (L5 2.8 deg at worst)
         assert screw.isthmus_width_mm == pytest.approx(pedicle["isthmus_width_mm"], abs=1.0)
         assert screw.diameter_mm <= 0.8 * screw.isthmus_width_mm + 1e-9
         depth = np.dot(np.asarray(truth_v["anterior_cortex_ras"]) - screw.tip_ras, truth_v["anterior_direction_ras"])
@@ -185,3 +189,41 @@ def test_pedicle_triangle_converges_more(plans):
         assert screw.medial_angle_deg > axis[(screw.vertebra, screw.side)].medial_angle_deg
     for refusal in triangle["refused"]:
         assert refusal.reason
+
+
+def test_screws_on_the_ct_segmentation_of_the_phantom_follow_its_true_pedicles():
+    """The demo's path: the phantom's CT (1 mm, L4-L5 stenosis) segmented automatically (no labels), then planned.
+
+    Reached when written (issue #9): all 12 screws planned; against the phantom's truth the entry lies within
+    0.95 mm of the true pedicle axis and the axis within 3.2 deg (L4 left; the others 0.9-2.4 deg), the
+    isthmus width within 1.9 mm (L5: the segmentation's pedicle is about a voxel wider each side); on the
+    true labels no screw leaves its vertebra by more than one voxel (the voxel check's quantisation). Automated planners are reported at 4.5-6 deg
+    from a surgeon's plan and two surgeons 5.3 deg apart (Scherer 2023, Knez 2015; clinical-reference.md).
+    """
+    from lumbarspine.anatomy.segment import segment_image
+
+    phantom = generate_phantom(PhantomSpec(modality="ct", spacing=(1.0, 1.0, 1.0), stenosis={"L4-L5": 60.0}))
+    anatomy = segment_image(phantom.image, modality="ct")
+    result = plan_screws(anatomy)
+    assert not result["refused"], [(r.vertebra, r.side, r.reason) for r in result["refused"]]
+    assert {(s.vertebra, s.side) for s in result["screws"]} == {(v, side) for v in LEVELS for side in ("left", "right")}
+    voxel = max(phantom.labels.spacing)
+    for screw in result["screws"]:
+        truth_v = phantom.truth["vertebrae"][screw.vertebra]
+        # judged on the phantom's true bone, not on the segmentation it was planned on
+        breach = _independent_breach(
+            phantom.labels, truth_v["label"], screw.entry_ras, screw.tip_ras, screw.diameter_mm
+        )
+        assert breach <= voxel + 1e-6, (screw.name, breach)
+        assert phantom.labels.sample_nearest_ras(screw.tip_ras[None])[0] == truth_v["label"], screw.name
+        if screw.vertebra == "S1":
+            assert 24.0 <= screw.medial_angle_deg <= 31.0
+            continue
+        pedicle = truth_v["pedicles"][screw.side]
+        axis = np.asarray(pedicle["axis_direction_ras"])
+        offset = screw.entry_ras - np.asarray(pedicle["isthmus_center_ras"])
+        assert np.linalg.norm(offset - np.dot(offset, axis) * axis) < 2.0, screw.name
+        angle = np.degrees(np.arccos(np.clip(np.dot(screw.direction, axis), -1, 1)))
+        assert angle < 5.0, (screw.name, angle)
+        assert abs(screw.medial_angle_deg - pedicle["medial_angle_deg"]) < 5.0, screw.name
+        assert screw.isthmus_width_mm == pytest.approx(pedicle["isthmus_width_mm"], abs=2.0), screw.name

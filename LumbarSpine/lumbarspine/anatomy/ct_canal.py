@@ -8,7 +8,9 @@ encloses are candidates; the canal is the longest chain of candidates running cr
 the midline with a vertebral body in front. Where the ring is open (the disc levels, the
 interlaminar spaces, the foramina), the cross-section is interpolated between the nearest enclosed
 foramina above and below (linear interpolation of signed distance maps). Bone is removed at the end
-and the largest connected piece kept, so the result is one tube.
+(the rings' 1-2 voxel halo outside the half-maximum bone surface goes to the canal, not to the
+vertebra: a canal short of the foramen wall had made the pedicles look wider) and the largest
+connected piece kept, so the result is one tube.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .ct_bone import MARROW_MIN_HU, holes, in_plane_structure
+from .ct_bone import EDGE_LAYER_MM, MARROW_MIN_HU, holes, in_plane_structure
 
 __all__ = [
     "CANAL_RING_CLOSING_MM",
@@ -155,6 +157,12 @@ def find_canal(
             f = (k - k0) / (k1 - k0)
             mask[k][box] |= ((1 - f) * d0 + f * d1) < 0
     mask &= ~(bone if solid is None else solid)
+    if solid is not None:
+        # the rings' halo (``bone`` minus ``solid``: the smoothing and closing add 1-2 voxels around the bone
+        # that the half-maximum surface removes) lines the foramen: it is canal, not vertebra
+        halo = bone & ~solid
+        layers = max(1, int(round(EDGE_LAYER_MM / spacing)))
+        mask = ndimage.binary_dilation(mask, structure=in_plane_structure(), iterations=layers, mask=mask | halo)
     lab3, n3 = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, 2))
     if n3 == 0:
         return None
