@@ -265,9 +265,10 @@ def test_planning_widget_cancel_on_scene_close_and_a_successful_run(load_module,
     assert widget.controller.state == RunState.SUCCEEDED, widget.controller.message
     segmentation = parameters.outputSegmentation
     assert segmentation.GetSegmentation().GetNthSegment(0).GetName() == "no_go_zone"
-    assert "3.0 mm margin" in ui.statusLabel.text and "10 screw(s)" in ui.statusLabel.text
+    assert "3.0 mm margin" in ui.statusLabel.text and "12 screw(s)" in ui.statusLabel.text
     table = ui.screwTable
-    assert table.rowCount == 10 and table.column("Vertebra")[:2] == ["L1", "L1"] and "S1 left" in ui.refusedLabel.text
+    assert table.rowCount == 12 and table.column("Vertebra")[:2] == ["L1", "L1"] and table.column("Vertebra")[-1] == "S1"
+    assert ui.refusedLabel.text == ""  # every side of L1-S1 takes a screw on the phantom
     assert not ui.resizeScrewButton.enabled  # nothing selected yet
 
     # select L4 left: its size goes into the boxes, the buttons wake up

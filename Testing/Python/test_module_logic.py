@@ -690,17 +690,14 @@ def test_planning_logic_plans_screws_and_a_rerun_replaces_them(load_module, slic
     with no_global_scene():
         result = logic.process(labelmap, marginMm=2.0, createSurface=False, scene=scene)
     expected = plan_screws(anatomy_from_label_map(phantom.labels))
-    assert len(result.screws) == len(expected["screws"]) == 10  # L1-L5 both sides; S1 refused on the phantom
+    assert len(result.screws) == len(expected["screws"]) == 12  # L1-L5 and S1, both sides
     rows = logic.screwRows(result.outputSegmentation)
     assert [(r["vertebra"], r["side"]) for r in rows] == [(s.vertebra, s.side) for s in expected["screws"]]
     for row, screw in zip(rows, expected["screws"]):
         assert row["diameter_mm"] == screw.diameter_mm and row["length_mm"] == pytest.approx(screw.length_mm, abs=0.05)
         assert row["grade"] == screw.evaluation["gertzbein_robbins"]
         assert row["breach_mm"] == pytest.approx(screw.evaluation["breach_mm"], abs=0.005) and row["visible"]
-    refused = {(r.vertebra, r.side) for r in expected["refused"]}
-    assert refused == {("S1", "left"), ("S1", "right")}
-    html = logic.refusedHtml(result.outputSegmentation)
-    assert "S1 left" in html and expected["refused"][0].reason in html
+    assert expected["refused"] == [] and "L1 left" not in logic.refusedHtml(result.outputSegmentation)
     line = result.screws[0]
     model = line.GetNodeReference("LumbarSpine.ScrewModel")
     assert line.IsA("vtkMRMLMarkupsLineNode") and model.IsA("vtkMRMLModelNode") and line.GetName() == "L1 left"
@@ -711,13 +708,29 @@ def test_planning_logic_plans_screws_and_a_rerun_replaces_them(load_module, slic
             labelmap, marginMm=3.0, outputSegmentation=result.outputSegmentation, scene=scene, createSurface=False
         )
     assert scene.GetNumberOfNodes() == nodes and line.GetScene() is None and model.GetScene() is None
-    assert len(again.screws) == 10
+    assert len(again.screws) == 12
     with no_global_scene():
         zone_only = logic.process(
             labelmap, outputSegmentation=result.outputSegmentation, scene=scene, createSurface=False, planScrews=False
         )
     assert zone_only.screws == [] and logic.screwRows(result.outputSegmentation) == []
     assert _count(scene, "vtkMRMLMarkupsLineNode") == 0
+    # a vertebra without its right half: that side is refused, and the panel lists it with the reason
+    array = np.array(phantom.labels.array, copy=True)
+    kji = np.argwhere(array == 41)
+    ras = phantom.labels.ijk_to_ras_points(kji[:, ::-1].astype(float))
+    cut = kji[ras[:, 0] > np.median(ras[:, 0]) + 4.0]
+    array[tuple(cut.T)] = 0
+    damaged = phantom.labels.with_array(array)
+    with no_global_scene():
+        partial = logic.process(
+            volume_to_node(damaged, scene, name="DamagedLabels"), marginMm=2.0, createSurface=False, scene=scene
+        )
+    refused = plan_screws(anatomy_from_label_map(damaged))["refused"]
+    assert ("L1", "right") in {(r.vertebra, r.side) for r in refused}
+    html = logic.refusedHtml(partial.outputSegmentation)
+    reason = next(r.reason for r in refused if (r.vertebra, r.side) == ("L1", "right"))
+    assert "L1 right" in html and reason in html
 
 
 def test_planning_logic_edits_one_screw(load_module, slicer_scene, no_global_scene, phantom):
@@ -783,7 +796,7 @@ def test_planning_logic_edits_one_screw(load_module, slicer_scene, no_global_sce
     # moving the tip (as a drag in a view does) re-evaluates the screw through the observers
     seen = []
     with no_global_scene():
-        assert logic.observeScrews(output, labelmap, 2.0, lambda node, ev: seen.append((node.GetName(), ev))) == 10
+        assert logic.observeScrews(output, labelmap, 2.0, lambda node, ev: seen.append((node.GetName(), ev))) == 12
         start = np.array(line.GetNthControlPointPositionWorld(0))
         moved = start + 40.0 * np.array([0.0, 0.0, 1.0])  # straight up: out of the pedicle
         line.SetNthControlPointPositionWorld(1, *moved)

@@ -69,9 +69,10 @@ def test_replan_with_a_chosen_size_keeps_the_rules(anatomy, plan):
 def test_resize_keeps_entry_and_direction_and_grades_the_new_screw(anatomy, plan):
     screw = next(s for s in plan["screws"] if s.name == "L3 right")
     out = resize_screw(anatomy, screw.entry_ras, screw.tip_ras, 7.5, 55.0, vertebra="L3")
-    direction = (screw.tip_ras - screw.entry_ras) / np.linalg.norm(screw.tip_ras - screw.entry_ras)
-    np.testing.assert_allclose(out["tip_ras"], screw.entry_ras + 55.0 * direction, atol=1e-3)
-    assert out == evaluate_screw(anatomy, screw.entry_ras, screw.entry_ras + 55.0 * direction, 7.5, vertebra="L3")
+    axis = screw.tip_ras - screw.entry_ras
+    tip = screw.entry_ras + 55.0 * axis / np.linalg.norm(axis)  # the same arithmetic, bit for bit
+    np.testing.assert_allclose(out["tip_ras"], tip, atol=1e-3)
+    assert out == evaluate_screw(anatomy, screw.entry_ras, tip, 7.5, vertebra="L3")
     assert out["length_mm"] == pytest.approx(55.0) and out["breach_mm"] > screw.evaluation["breach_mm"]
     with pytest.raises(ValueError, match="same point"):
         resize_screw(anatomy, screw.entry_ras, screw.entry_ras, 6.0, 40.0)
@@ -86,5 +87,5 @@ def test_label_map_entry_points(phantom, plan):
     assert plan_label_map(phantom.labels, screws=False)["screws"] == []
     row = replan_label_map_screw(phantom.labels, "L2", "right", diameter_mm=5.0)
     assert row["name"] == "L2 right" and row["diameter_mm"] == 5.0 and "gertzbein_robbins" in row
-    refused = replan_label_map_screw(phantom.labels, "S1", "left")
-    assert refused["reason"] and refused["vertebra"] == "S1"
+    refused = replan_label_map_screw(phantom.labels, "S1", "left", length_mm=150.0)
+    assert "shorter than the chosen screw" in refused["reason"] and refused["vertebra"] == "S1"
