@@ -267,7 +267,9 @@ def test_planning_widget_cancel_on_scene_close_and_a_successful_run(load_module,
     assert segmentation.GetSegmentation().GetNthSegment(0).GetName() == "no_go_zone"
     assert "3.0 mm margin" in ui.statusLabel.text and "12 screw(s)" in ui.statusLabel.text
     table = ui.screwTable
-    assert table.rowCount == 12 and table.column("Vertebra")[:2] == ["L1", "L1"] and table.column("Vertebra")[-1] == "S1"
+    assert (
+        table.rowCount == 12 and table.column("Vertebra")[:2] == ["L1", "L1"] and table.column("Vertebra")[-1] == "S1"
+    )
     assert ui.refusedLabel.text == ""  # every side of L1-S1 takes a screw on the phantom
     assert not ui.resizeScrewButton.enabled  # nothing selected yet
 
