@@ -74,14 +74,53 @@ def test_area_within_7_percent_on_thick_axial_stacks():
 def test_area_is_stable_when_the_grid_turns_20_degrees():
     """Axial grid vs the 'oblique' grid (20 deg about R, then 15 deg about A), 0.7 mm voxels: within 2 %.
 
-    (At 1 mm the voxel raster alone moves a 60 mm2 section by up to about 4.6 % between grids: the
-    label map cannot say more; see scripts/benchmarks for the numbers.)"""
+    (At 1 mm see the next test: there the voxel raster of the label map alone moves a 60 mm2 section
+    by more than 2 % between grids.)"""
     stenosis = {"L3-L4": 90.0, "L4-L5": 60.0}
     _, _, axial = graded((0.7, 0.7, 0.7), "axial", stenosis)
     _, _, oblique = graded((0.7, 0.7, 0.7), "oblique", stenosis)
     for a, b in zip(axial.levels, oblique.levels):
         assert a.level == b.level
         assert abs(a.area_mm2 - b.area_mm2) <= 0.02 * a.area_mm2, (a.level, a.area_mm2, b.area_mm2)
+
+
+def _true_plane_area(phantom, level: str) -> float:
+    """The label map's single-plane area in the phantom's true plane (no centreline, no search)."""
+    entry = phantom.truth["levels"][level]
+    section = measure_plane(
+        MaskField(phantom.labels),
+        np.asarray(entry["plane_center_ras"]),
+        np.asarray(entry["plane_normal_ras"]),
+        np.asarray(entry["ap_direction_ras"]),
+        with_outline=False,
+    )
+    return section.area_mm2
+
+
+@pytest.mark.parametrize("orientation", ["oblique", "oblique-lefthanded"])
+def test_area_at_1mm_when_the_grid_turns_20_degrees(orientation):
+    """1 mm voxels, axial grid vs a grid turned by 20-25 degrees: the measured truth.
+
+    The 2 % target holds at the 90-163 mm2 levels (measured: at most 1.7 %). At the 60 mm2 level the
+    turned grids differ by up to 3.7 % (oblique-lefthanded), and that difference is already in the
+    label maps: measured in the phantom's true plane, with no centreline or search of ours, they
+    differ by 3.5 %. Over phantoms regenerated on randomly turned and shifted 1 mm grids a single
+    plane of a 60 mm2 section scatters by about 2.5-4 % (one sd; scripts/benchmarks/grading-*.md,
+    section "Rotation"), so no measurement of these crisp labels can promise 2 % there; the profile
+    fit of the minimum removed what the method added (2.8 % -> 1.7 % at L3-L4 of the oblique grid)."""
+    stenosis = {"L3-L4": 90.0, "L4-L5": 60.0}
+    ph_a, _, axial = graded((1.0, 1.0, 1.0), "axial", stenosis)
+    ph_b, _, turned = graded((1.0, 1.0, 1.0), orientation, stenosis)
+    for a, b in zip(axial.levels, turned.levels):
+        assert a.level == b.level
+        spread = abs(a.area_mm2 - b.area_mm2) / a.area_mm2
+        assert spread <= 0.04, (a.level, a.area_mm2, b.area_mm2)
+        if a.area_mm2 >= 85.0:
+            assert spread <= 0.02, (a.level, a.area_mm2, b.area_mm2)
+        elif spread > 0.02:
+            # the excess over 2 % is the label maps' own: their true-plane areas differ by nearly as much
+            true_spread = abs(_true_plane_area(ph_a, a.level) - _true_plane_area(ph_b, a.level)) / a.area_mm2
+            assert true_spread >= spread - 0.005, (a.level, spread, true_spread)
 
 
 def test_thresholds_are_parameters():

@@ -97,7 +97,7 @@ def plane_picture(image: Volume, level: LevelResult, path: str | os.PathLike[str
     flag = ", borderline" if level.borderline else ""
     conf = f"{level.confidence:.2f}" if level.confidence is not None else "n/a"
     ax.set_title(
-        f"{level.level}: DSCSA {s.area_mm2:.1f} +- {level.area_sd_mm2:.1f} mm2 -> {grade}\n"
+        f"{level.level}: DSCSA {level.area_mm2:.1f} +- {level.area_sd_mm2:.1f} mm2 -> {grade}\n"
         f"confidence {conf}{flag}; plane of minimum area, perpendicular to the canal",
         fontsize=9,
     )
