@@ -175,6 +175,7 @@ class LevelResult:
     reference_note: str | None = None
     truncated: bool = False
     search: list[tuple[float, float]] = field(default_factory=list)
+    search_fit: list[float] = field(default_factory=list)
     quality_warnings: list[str] = field(default_factory=list)
 
     @property
@@ -447,6 +448,7 @@ def grade_anatomy(
             lv.reason = mid if isinstance(mid, str) else "the planes of this disc space miss the dural sac"
             continue
         fitted = fit_profile(ts, areas_arr, lv.fit_half_width_mm)
+        lv.search_fit = fitted.tolist()
         inner = np.abs(offsets) <= lv.search_half_height_mm + 1e-9
         if not np.isfinite(fitted[inner]).any():
             lv.reason = mid if isinstance(mid, str) else "the planes of this disc space miss the dural sac"
