@@ -226,6 +226,44 @@ def rotation(n_grids: int) -> list[str]:
                 f"{cell(base_raw[level], raw[level])} | {cell(base_true[level], true[level])} |"
             )
         print(lines[-1], flush=True)
+    # the same voxels turned rigidly, the axial labels resampled onto a turned grid, the phantom regenerated there
+    import SimpleITK as sitk
+
+    from lumbarspine.volume import Volume
+
+    labels = base.labels
+    angle = np.radians(20.0)
+    turn = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(angle), -np.sin(angle)], [0.0, np.sin(angle), np.cos(angle)]])
+    centre = labels.ijk_to_ras_points(np.asarray(labels.size_ijk, dtype=float)[None, :] / 2.0)[0]
+    rigid = Volume(
+        labels.array,
+        labels.spacing,
+        tuple(turn @ (np.asarray(labels.origin) - centre) + centre),
+        turn @ np.asarray(labels.direction),
+        is_label=True,
+    )
+    other = generate_phantom(PhantomSpec(stenosis=STENOSIS, orientation="oblique-lefthanded")).labels
+    resampled = sitk.Resample(labels.to_sitk(), other.to_sitk(), sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    resampled_labels = other.with_array(sitk.GetArrayFromImage(resampled).astype(other.array.dtype))
+    variants = {
+        "same voxels, volume turned rigidly by 20 deg about R (direction and origin)": rigid,
+        "axial labels resampled (nearest) onto the oblique-lefthanded grid": resampled_labels,
+        "phantom regenerated on the oblique-lefthanded grid": other,
+    }
+    lines += [
+        "",
+        "The axial 1 mm label map against three turned versions of it (grading with the fit; |difference| %):",
+        "",
+        "| turned version | " + " | ".join(base_fit) + " |",
+        "|---|" + "---|" * len(base_fit),
+    ]
+    for name, volume in variants.items():
+        anatomy = anatomy_from_labels(volume, modality="ct", numbering="imported", source="phantom")
+        areas = {lv.level: lv.area_mm2 for lv in grade_anatomy(anatomy).levels}
+        lines.append(
+            f"| {name} | " + " | ".join(f"{100.0 * abs(areas[lv] / base_fit[lv] - 1.0):.2f}" for lv in base_fit) + " |"
+        )
+        print(lines[-1], flush=True)
     # random grids: the phantom regenerated on turned (up to 25 deg about a random axis) and shifted grids
     rng = np.random.default_rng(2026)
     shipped_phase, shipped_direction = phantom_grid.GRID_PHASE, phantom_generate.direction_matrix
@@ -290,10 +328,11 @@ def rotation(n_grids: int) -> list[str]:
             lines.append(f"| {half_length:g} mm, {minimum:g} mm2 | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Reading: in the true plane, with no centreline or search involved, the label maps of turned 1 mm grids "
+        "Reading: the grading is rotation invariant (the same voxels turned rigidly give the same areas within "
+        "0.1 %). In the true plane, "
+        "with no centreline or search involved, the label maps of turned 1 mm grids "
         "already differ by up to a few per cent at the 60 and 90 mm2 levels: that is the voxel raster of the crisp "
-        "labels (a boundary known to +-half a voxel), not the measurement, and no estimator of these labels can "
-        "remove it. What the grading added on top (its minimum picking a noise dip of the profile) is what the "
+        "labels (a boundary known to +-half a voxel), not the measurement. What the grading added on top (its minimum picking a noise dip of the profile) is what the "
         "profile fit removes.",
     ]
     return lines

@@ -85,6 +85,31 @@ def test_area_is_stable_when_the_grid_turns_20_degrees():
         assert abs(a.area_mm2 - b.area_mm2) <= 0.02 * a.area_mm2, (a.level, a.area_mm2, b.area_mm2)
 
 
+@pytest.mark.parametrize("orientation,axis", [("axial", 0), ("oblique-lefthanded", 1)])
+def test_area_at_1mm_is_invariant_when_the_label_map_itself_turns_20_degrees(orientation, axis):
+    """The whole 1 mm volume turned rigidly by 20 degrees (its direction matrix and origin, the voxels
+    unchanged, as a hardened transform without resampling): every level within 0.2 % (measured: at
+    most 0.06 %). The method is rotation invariant; what moves between the grids of the next test is
+    the label map itself (a different voxel raster of the same anatomy)."""
+    stenosis = {"L3-L4": 90.0, "L4-L5": 60.0}
+    phantom, _, result = graded((1.0, 1.0, 1.0), orientation, stenosis)
+    labels = phantom.labels
+    angle = math.radians(20.0)
+    turn = np.eye(3)
+    b, c = [k for k in range(3) if k != axis]
+    turn[b, b] = turn[c, c] = math.cos(angle)
+    turn[b, c], turn[c, b] = -math.sin(angle), math.sin(angle)
+    centre = labels.ijk_to_ras_points(np.asarray(labels.size_ijk, dtype=float)[None, :] / 2.0)[0]
+    origin = turn @ (np.asarray(labels.origin) - centre) + centre
+    turned = Volume(labels.array, labels.spacing, tuple(origin), turn @ np.asarray(labels.direction), is_label=True)
+    again = grade_anatomy(anatomy_from_labels(turned, modality="ct", numbering="imported", source="phantom"))
+    for a, b_ in zip(result.levels, again.levels):
+        assert a.level == b_.level
+        assert abs(a.area_mm2 - b_.area_mm2) <= 0.002 * a.area_mm2, (a.level, a.area_mm2, b_.area_mm2)
+        # the plane turned with the volume
+        assert float(np.dot(turn @ a.minimum.normal_ras, b_.minimum.normal_ras)) > math.cos(math.radians(0.5))
+
+
 def _true_plane_area(phantom, level: str) -> float:
     """The label map's single-plane area in the phantom's true plane (no centreline, no search)."""
     entry = phantom.truth["levels"][level]
