@@ -80,12 +80,12 @@ level of the 1 mm phantom, and up to -2.6 % at a stenosis on one of its turned g
 fit leaves a smooth minimum unbiased and averages part of that noise. Why not wider: a narrow
 stenosis is flattened by a wide window (raised-cosine narrowing of 3 mm half-length, 90 mm2: fitted
 minimum +1.3 % at 2 mm, +8 % at 3 mm, +20 % at 4 mm), so 2 mm is the widest window that stays within
-the 3 % accuracy target for a stenosis as short as the disc height (measured in
+the 3 % accuracy target for a narrowing only 6 mm long, shorter than a lumbar disc (measured in
 ``scripts/bench_grading.py``, section "rotation"). The fit is used only where the voxel size along the
 plane normal is at most this half-width (the window then holds at least two voxel layers): on thick
 slices cut across the profile is a linear interpolation between slices whose samples at the slice
-centres are exact, and a fit over one slice would only lift the minimum between them (+0.6 % at the
-60 mm2 level of the 0.6 x 0.6 x 4 mm phantom)."""
+centres are exact, and a fit over one slice would only lift the minimum between them (+0.3 and +0.6 %
+at the 60 and 90 mm2 levels of the 0.6 x 0.6 x 4 mm axial phantom)."""
 
 PROFILE_STEP_MM = 2.0
 """Spacing (mm along the centreline) of the area profile drawn along the whole canal."""
@@ -230,7 +230,7 @@ class LevelResult:
             "perimeter_mm": _round(s.perimeter_mm) if s else None,
             "minimum_offset_mm": _round(self.t_mid_mm - self.t_min_mm) if s else None,
             "minimum_offset_note": "signed distance along the centreline from the disc's mid-level plane to the "
-            "plane of minimum area; positive = cranial",
+            "plane of minimum (fitted) area; positive = cranial",
             "search_half_range_mm": _round(self.search_half_height_mm),
             "profile_fit_half_width_mm": _round(self.fit_half_width_mm),
             "mid_level_area_mm2": _round(self.mid.area_mm2) if self.mid else None,
