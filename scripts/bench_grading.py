@@ -8,7 +8,12 @@ Writes ``scripts/benchmarks/grading-<machine>-<date>.md``:
   with the share of the grading itself (:func:`lumbarspine.grading.grade_anatomy`). Target: under
   5 s per study on a 2-core machine;
 * **accuracy**: dural sac area (DSCSA) per level against the phantom's analytic truth on several grids,
-  and the spread of the same level between grids turned against each other.
+  and the spread of the same level between grids turned against each other;
+* **rotation**: where the difference between turned 1 mm grids comes from: the same levels measured
+  in the phantom's true planes (the label map alone) and by the grading (its planes and minimum),
+  and the spread of both over phantoms regenerated on randomly turned and shifted 1 mm grids, with
+  and without the profile fit (:data:`lumbarspine.grading.core.PROFILE_FIT_HALF_WIDTH_MM`); and the
+  bias of that fit on short stenoses (analytic profiles).
 
 Example::
 
@@ -150,10 +155,194 @@ def accuracy() -> list[str]:
     return lines
 
 
+def _true_plane_areas(phantom) -> dict[str, float]:
+    """Single-plane partial-volume area (mm2) of the label map in the phantom's true plane of each level."""
+    import numpy as np
+
+    from lumbarspine.grading.measure import MaskField, PlaneSection, measure_plane
+
+    mask = MaskField(phantom.labels)
+    out = {}
+    for level, entry in phantom.truth["levels"].items():
+        section = measure_plane(
+            mask,
+            np.asarray(entry["plane_center_ras"]),
+            np.asarray(entry["plane_normal_ras"]),
+            np.asarray(entry["ap_direction_ras"]),
+            with_outline=False,
+        )
+        out[level] = section.area_mm2 if isinstance(section, PlaneSection) else float("nan")
+    return out
+
+
+def _grade_both(phantom) -> tuple[dict[str, float], dict[str, float]]:
+    """Areas with the profile fit (as shipped) and with the raw minimum (fit half-width 0)."""
+    from lumbarspine.grading import core
+
+    anatomy = anatomy_from_labels(phantom.labels, modality="ct", numbering="imported", source="phantom")
+    fitted = {lv.level: lv.area_mm2 for lv in grade_anatomy(anatomy).levels}
+    shipped = core.PROFILE_FIT_HALF_WIDTH_MM
+    try:
+        core.PROFILE_FIT_HALF_WIDTH_MM = 0.0
+        raw = {lv.level: lv.area_mm2 for lv in grade_anatomy(anatomy).levels}
+    finally:
+        core.PROFILE_FIT_HALF_WIDTH_MM = shipped
+    return fitted, raw
+
+
+def rotation(n_grids: int) -> list[str]:
+    """Decompose the area difference between turned 1 mm grids (see the module docstring)."""
+    import numpy as np
+    from scipy.signal import savgol_filter
+    from scipy.spatial.transform import Rotation
+
+    from lumbarspine.phantom import generate as phantom_generate
+    from lumbarspine.phantom import grid as phantom_grid
+
+    lines = [
+        "## Rotation at 1 mm: where the difference between turned grids comes from",
+        "",
+        "Per level: the grading's area on the axial grid and on a turned grid (with the profile fit, and with "
+        "the raw minimum as before the fit), and the single-plane area of each label map in the phantom's "
+        "*true* plane (no centreline, no search: the label map alone). Cells: axial / turned (|difference| %).",
+        "",
+        "| turned grid | level | grading (fit) | grading (raw minimum) | true plane, label map alone |",
+        "|---|---|---|---|---|",
+    ]
+    base = generate_phantom(PhantomSpec(stenosis=STENOSIS))
+    base_fit, base_raw = _grade_both(base)
+    base_true = _true_plane_areas(base)
+
+    def cell(a: float, b: float) -> str:
+        return f"{a:.1f} / {b:.1f} ({100.0 * abs(b - a) / a:.1f})"
+
+    for orientation in ("oblique", "oblique-lefthanded"):
+        phantom = generate_phantom(PhantomSpec(stenosis=STENOSIS, orientation=orientation))
+        fit, raw = _grade_both(phantom)
+        true = _true_plane_areas(phantom)
+        for level in base_fit:
+            lines.append(
+                f"| {orientation} | {level} | {cell(base_fit[level], fit[level])} | "
+                f"{cell(base_raw[level], raw[level])} | {cell(base_true[level], true[level])} |"
+            )
+        print(lines[-1], flush=True)
+    # the same voxels turned rigidly, the axial labels resampled onto a turned grid, the phantom regenerated there
+    import SimpleITK as sitk
+
+    from lumbarspine.volume import Volume
+
+    labels = base.labels
+    angle = np.radians(20.0)
+    turn = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(angle), -np.sin(angle)], [0.0, np.sin(angle), np.cos(angle)]])
+    centre = labels.ijk_to_ras_points(np.asarray(labels.size_ijk, dtype=float)[None, :] / 2.0)[0]
+    rigid = Volume(
+        labels.array,
+        labels.spacing,
+        tuple(turn @ (np.asarray(labels.origin) - centre) + centre),
+        turn @ np.asarray(labels.direction),
+        is_label=True,
+    )
+    other = generate_phantom(PhantomSpec(stenosis=STENOSIS, orientation="oblique-lefthanded")).labels
+    resampled = sitk.Resample(labels.to_sitk(), other.to_sitk(), sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    resampled_labels = other.with_array(sitk.GetArrayFromImage(resampled).astype(other.array.dtype))
+    variants = {
+        "same voxels, volume turned rigidly by 20 deg about R (direction and origin)": rigid,
+        "axial labels resampled (nearest) onto the oblique-lefthanded grid": resampled_labels,
+        "phantom regenerated on the oblique-lefthanded grid": other,
+    }
+    lines += [
+        "",
+        "The axial 1 mm label map against three turned versions of it (grading with the fit; |difference| %):",
+        "",
+        "| turned version | " + " | ".join(base_fit) + " |",
+        "|---|" + "---|" * len(base_fit),
+    ]
+    for name, volume in variants.items():
+        anatomy = anatomy_from_labels(volume, modality="ct", numbering="imported", source="phantom")
+        areas = {lv.level: lv.area_mm2 for lv in grade_anatomy(anatomy).levels}
+        lines.append(
+            f"| {name} | " + " | ".join(f"{100.0 * abs(areas[lv] / base_fit[lv] - 1.0):.2f}" for lv in base_fit) + " |"
+        )
+        print(lines[-1], flush=True)
+    # random grids: the phantom regenerated on turned (up to 25 deg about a random axis) and shifted grids
+    rng = np.random.default_rng(2026)
+    shipped_phase, shipped_direction = phantom_grid.GRID_PHASE, phantom_generate.direction_matrix
+    samples: dict[str, list[tuple[float, float, float]]] = {}
+    truth: dict[str, float] = {}
+    try:
+        for _ in range(n_grids):
+            axis = rng.normal(size=3)
+            turn = Rotation.from_rotvec(np.radians(rng.uniform(0.0, 25.0)) * axis / np.linalg.norm(axis)).as_matrix()
+            direction = turn @ np.diag([-1.0, -1.0, 1.0])
+            phantom_grid.GRID_PHASE = tuple(rng.uniform(0.0, 1.0, 3))
+            phantom_generate.direction_matrix = lambda _name, d=direction: d
+            phantom = generate_phantom(PhantomSpec(stenosis=STENOSIS))
+            fit, raw = _grade_both(phantom)
+            true = _true_plane_areas(phantom)
+            for level in fit:
+                truth[level] = phantom.truth["levels"][level]["dural_sac_area_mm2"]
+                samples.setdefault(level, []).append((true[level], raw[level], fit[level]))
+    finally:
+        phantom_grid.GRID_PHASE, phantom_generate.direction_matrix = shipped_phase, shipped_direction
+    lines += [
+        "",
+        f"Over {n_grids} phantoms regenerated on 1 mm grids turned by 0-25 degrees about random axes and shifted "
+        "by random sub-voxel phases: mean error against the truth and its standard deviation (%), and the share "
+        "of pairs of these grids whose areas differ by at most 2 %:",
+        "",
+        "| level | truth mm2 | true plane, label map alone | grading, raw minimum | grading, profile fit |",
+        "|---|---|---|---|---|",
+    ]
+    for level, values in samples.items():
+        v = np.asarray(values)
+        err = 100.0 * (v / truth[level] - 1.0)
+        cells = []
+        for col in range(3):
+            x = v[:, col]
+            diff = np.abs(x[:, None] - x[None, :]) / x[:, None]
+            pairs = diff[np.triu_indices(len(x), 1)]
+            cells.append(
+                f"{err[:, col].mean():+.1f} sd {err[:, col].std(ddof=1):.1f} (pairs within 2 %: "
+                f"{100.0 * np.mean(pairs <= 0.02):.0f} %)"
+            )
+        lines.append(f"| {level} | {truth[level]:.1f} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    # the fit's bias on short stenoses (raised-cosine narrowing like the phantom's, analytic profile)
+    lines += [
+        "",
+        "Bias of the profile fit on analytic raised-cosine stenoses (fitted minimum against the true minimum, "
+        "%, profile sampled every 0.5 mm):",
+        "",
+        "| stenosis half-length, minimum | fit half-width 1.5 mm | 2 mm | 3 mm | 4 mm |",
+        "|---|---|---|---|---|",
+    ]
+    t = np.arange(-14.0, 14.001, 0.5)
+    for half_length in (3.0, 5.0, 10.0):
+        for minimum in (60.0, 90.0):
+            g = np.where(np.abs(t) < half_length, 0.5 * (1 + np.cos(np.pi * t / half_length)), 0.0)
+            area = 163.4 * np.exp(np.log(minimum / 163.4) * g)
+            cells = []
+            for width in (1.5, 2.0, 3.0, 4.0):
+                smooth = savgol_filter(area, 2 * int(round(width / 0.5)) + 1, 2)
+                cells.append(f"{100.0 * (smooth.min() / area.min() - 1.0):+.1f}")
+            lines.append(f"| {half_length:g} mm, {minimum:g} mm2 | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Reading: the grading is rotation invariant (the same voxels turned rigidly give the same areas within "
+        "0.1 %). In the true plane, "
+        "with no centreline or search involved, the label maps of turned 1 mm grids "
+        "already differ by up to a few per cent at the 60 and 90 mm2 levels: that is the voxel raster of the crisp "
+        "labels (a boundary known to +-half a voxel), not the measurement. What the grading added on top (its minimum picking a noise dip of the profile) is what the "
+        "profile fit removes.",
+    ]
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--rotation-grids", type=int, default=12, help="random 1 mm grids (0: skip the section)")
     parser.add_argument(
         "--out", default=None, help="markdown file (default scripts/benchmarks/grading-<machine>-<date>.md)"
     )
@@ -172,6 +361,8 @@ def main() -> int:
     ]
     if not args.skip_accuracy:
         lines += accuracy()
+    if args.rotation_grids > 0:
+        lines += ["", *rotation(args.rotation_grids)]
     slug = "".join(c if c.isalnum() else "-" for c in machine.lower()).strip("-")
     while "--" in slug:
         slug = slug.replace("--", "-")

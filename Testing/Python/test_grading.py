@@ -9,6 +9,7 @@ import pytest
 
 from lumbarspine.anatomy.build import anatomy_from_labels
 from lumbarspine.grading import GradingThresholds, class_probabilities, confidence, grade_anatomy
+from lumbarspine.grading.core import PROFILE_FIT_HALF_WIDTH_MM, fit_profile
 from lumbarspine.grading.measure import MaskField, measure_plane
 from lumbarspine.labels import DISC_LEVELS
 from lumbarspine.phantom import PhantomSpec, generate_phantom
@@ -74,14 +75,79 @@ def test_area_within_7_percent_on_thick_axial_stacks():
 def test_area_is_stable_when_the_grid_turns_20_degrees():
     """Axial grid vs the 'oblique' grid (20 deg about R, then 15 deg about A), 0.7 mm voxels: within 2 %.
 
-    (At 1 mm the voxel raster alone moves a 60 mm2 section by up to about 4.6 % between grids: the
-    label map cannot say more; see scripts/benchmarks for the numbers.)"""
+    (At 1 mm see the next test: there the voxel raster of the label map alone moves a 60 mm2 section
+    by more than 2 % between grids.)"""
     stenosis = {"L3-L4": 90.0, "L4-L5": 60.0}
     _, _, axial = graded((0.7, 0.7, 0.7), "axial", stenosis)
     _, _, oblique = graded((0.7, 0.7, 0.7), "oblique", stenosis)
     for a, b in zip(axial.levels, oblique.levels):
         assert a.level == b.level
         assert abs(a.area_mm2 - b.area_mm2) <= 0.02 * a.area_mm2, (a.level, a.area_mm2, b.area_mm2)
+
+
+@pytest.mark.parametrize("orientation,axis", [("axial", 0), ("oblique-lefthanded", 1)])
+def test_area_at_1mm_is_invariant_when_the_label_map_itself_turns_20_degrees(orientation, axis):
+    """The whole 1 mm volume turned rigidly by 20 degrees (its direction matrix and origin, the voxels
+    unchanged, as a hardened transform without resampling): every level within 0.2 % (measured: at
+    most 0.06 %). The method is rotation invariant; what moves between the grids of the next test is
+    the label map itself (a different voxel raster of the same anatomy)."""
+    stenosis = {"L3-L4": 90.0, "L4-L5": 60.0}
+    phantom, _, result = graded((1.0, 1.0, 1.0), orientation, stenosis)
+    labels = phantom.labels
+    angle = math.radians(20.0)
+    turn = np.eye(3)
+    b, c = [k for k in range(3) if k != axis]
+    turn[b, b] = turn[c, c] = math.cos(angle)
+    turn[b, c], turn[c, b] = -math.sin(angle), math.sin(angle)
+    centre = labels.ijk_to_ras_points(np.asarray(labels.size_ijk, dtype=float)[None, :] / 2.0)[0]
+    origin = turn @ (np.asarray(labels.origin) - centre) + centre
+    turned = Volume(labels.array, labels.spacing, tuple(origin), turn @ np.asarray(labels.direction), is_label=True)
+    again = grade_anatomy(anatomy_from_labels(turned, modality="ct", numbering="imported", source="phantom"))
+    for a, b_ in zip(result.levels, again.levels):
+        assert a.level == b_.level
+        assert abs(a.area_mm2 - b_.area_mm2) <= 0.002 * a.area_mm2, (a.level, a.area_mm2, b_.area_mm2)
+        # the plane turned with the volume
+        assert float(np.dot(turn @ a.minimum.normal_ras, b_.minimum.normal_ras)) > math.cos(math.radians(0.5))
+
+
+def _true_plane_area(phantom, level: str) -> float:
+    """The label map's single-plane area in the phantom's true plane (no centreline, no search)."""
+    entry = phantom.truth["levels"][level]
+    section = measure_plane(
+        MaskField(phantom.labels),
+        np.asarray(entry["plane_center_ras"]),
+        np.asarray(entry["plane_normal_ras"]),
+        np.asarray(entry["ap_direction_ras"]),
+        with_outline=False,
+    )
+    return section.area_mm2
+
+
+@pytest.mark.parametrize("orientation", ["oblique", "oblique-lefthanded"])
+def test_area_at_1mm_when_the_grid_turns_20_degrees(orientation):
+    """1 mm voxels, axial grid vs a grid turned by 20-25 degrees: the measured truth.
+
+    The 2 % target holds at the 90-163 mm2 levels (measured: at most 1.7 %). At the 60 mm2 level the
+    turned grids differ by up to 3.7 % (oblique-lefthanded), and that difference is already in the
+    label maps: measured in the phantom's true plane, with no centreline or search of ours, they
+    differ by 3.5 %. Over phantoms regenerated on randomly turned and shifted 1 mm grids a single
+    plane of a 60 mm2 section scatters by about 2-2.5 % (one sd; scripts/benchmarks/grading-*.md,
+    section "Rotation"), so no measurement of these crisp labels can promise 2 % there; the profile
+    fit of the minimum removed what the method added (raw minimum 2.4 % -> fit 1.7 % at L3-L4 of the
+    oblique grid, where the label maps agree within 0.1 % in the true plane)."""
+    stenosis = {"L3-L4": 90.0, "L4-L5": 60.0}
+    ph_a, _, axial = graded((1.0, 1.0, 1.0), "axial", stenosis)
+    ph_b, _, turned = graded((1.0, 1.0, 1.0), orientation, stenosis)
+    for a, b in zip(axial.levels, turned.levels):
+        assert a.level == b.level
+        spread = abs(a.area_mm2 - b.area_mm2) / a.area_mm2
+        assert spread <= 0.04, (a.level, a.area_mm2, b.area_mm2)
+        if a.area_mm2 >= 85.0:
+            assert spread <= 0.02, (a.level, a.area_mm2, b.area_mm2)
+        elif spread > 0.02:
+            # the excess over 2 % is the label maps' own: their true-plane areas differ by nearly as much
+            true_spread = abs(_true_plane_area(ph_a, a.level) - _true_plane_area(ph_b, a.level)) / a.area_mm2
+            assert true_spread >= spread - 0.005, (a.level, spread, true_spread)
 
 
 def test_thresholds_are_parameters():
@@ -259,3 +325,42 @@ def test_a_section_cut_by_the_field_of_view_is_flagged():
     assert any("field of view" in text for text in lv.to_dict()["quality_warnings"])
     assert any(w.startswith("L4-L5: the dural sac section is cut") for w in result.warnings)
     assert not graded()[2].level("L4-L5").minimum.cut_by_field_of_view  # the whole phantom is not cut
+
+
+def test_profile_fit_keeps_a_parabola_and_smooths_noise():
+    t = np.arange(-6.0, 6.001, 0.5)
+    parabola = 60.0 + 1.5 * (t - 0.7) ** 2
+    np.testing.assert_allclose(fit_profile(t, parabola), parabola, atol=1e-9)
+    # a one-plane dip of 5 mm2 is mostly averaged away, the smooth minimum stays where it is
+    dipped = parabola.copy()
+    dipped[np.argmin(np.abs(t - 2.0))] -= 5.0
+    fitted = fit_profile(t, dipped)
+    assert dipped.min() < 58.0  # the raw minimum is the dip
+    assert abs(t[np.argmin(fitted)] - 0.7) <= 0.5 and fitted.min() == pytest.approx(60.0, abs=1.0)
+    # NaN stays NaN; too few samples in the window, or a one-sided window, gives the raw sample; 0 = raw profile
+    holed = parabola.copy()
+    holed[3] = np.nan
+    out = fit_profile(t, holed)
+    assert np.isnan(out[3]) and out[0] == holed[0] and out[-1] == holed[-1]
+    np.testing.assert_array_equal(fit_profile(t, dipped, 0.0), dipped)
+    sparse = np.array([0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(fit_profile(sparse, np.array([3.0, 1.0, 2.0])), [3.0, 1.0, 2.0])
+
+
+def test_reported_area_is_the_minimum_of_the_fitted_disc_space_profile():
+    phantom, _, result = graded()
+    for lv in result.levels:
+        entry = lv.to_dict()
+        assert lv.fit_half_width_mm == PROFILE_FIT_HALF_WIDTH_MM  # 1 mm voxels: the fit is used
+        t = np.array([p for p, _ in lv.search])
+        fitted = fit_profile(t, np.array([a for _, a in lv.search]), lv.fit_half_width_mm)
+        inner = np.abs(t - lv.t_mid_mm) <= lv.search_half_height_mm + 1e-9
+        best = np.nanargmin(np.where(inner, fitted, np.nan))
+        assert lv.t_min_mm == pytest.approx(t[best]) and lv.area_mm2 == pytest.approx(fitted[best])
+        assert entry["dural_sac_area_mm2"] == pytest.approx(lv.area_mm2, abs=0.01)
+        assert entry["plane_area_mm2"] == pytest.approx(lv.minimum.area_mm2, abs=0.01)
+        # the drawn plane's own area is close to the fitted one (the fit only averages the raster)
+        assert abs(lv.minimum.area_mm2 - lv.area_mm2) <= 0.03 * lv.area_mm2
+    # thick slices cut across: the raw profile (its samples at the slice centres are exact)
+    _, _, thick = graded((0.6, 0.6, 4.0), "axial")
+    assert all(lv.fit_half_width_mm == 0.0 for lv in thick.levels)

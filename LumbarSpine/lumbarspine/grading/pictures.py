@@ -5,8 +5,9 @@
   dural sac outline (the 0.5 iso-contour that was measured), the AP diameter and the transverse
   width drawn, and the numbers and grade in the title.
 * :func:`area_plot`: dural sac area along the centreline (mm from its cranial end), with the
-  grading thresholds as horizontal lines, the disc levels as vertical lines and the reported
-  minima marked.
+  grading thresholds as horizontal lines, the disc levels as vertical lines, the fitted profile of
+  each disc space (the local quadratic fit whose minimum is reported, in the grade's colour) and the
+  reported minima marked.
 
 Matplotlib is used through its object API (``Figure`` + Agg canvas): no pyplot, no global state.
 Files go through :func:`lumbarspine.safe_write.atomic_output`.
@@ -97,8 +98,9 @@ def plane_picture(image: Volume, level: LevelResult, path: str | os.PathLike[str
     flag = ", borderline" if level.borderline else ""
     conf = f"{level.confidence:.2f}" if level.confidence is not None else "n/a"
     ax.set_title(
-        f"{level.level}: DSCSA {s.area_mm2:.1f} +- {level.area_sd_mm2:.1f} mm2 -> {grade}\n"
-        f"confidence {conf}{flag}; plane of minimum area, perpendicular to the canal",
+        f"{level.level}: DSCSA {level.area_mm2:.1f} +- {level.area_sd_mm2:.1f} mm2 -> {grade}\n"
+        f"confidence {conf}{flag}; plane of minimum fitted area (this plane {s.area_mm2:.1f} mm2), "
+        "perpendicular to the canal",
         fontsize=9,
     )
     ax.legend(loc="lower right", fontsize=7, framealpha=0.6)
@@ -133,7 +135,11 @@ def area_plot(result: GradingResult, path: str | os.PathLike[str]) -> Path:
         ax.axvline(lv.t_mid_mm, color="#9999cc", ls=":", lw=0.8)
         ax.text(lv.t_mid_mm, top * 0.98, lv.level, rotation=90, va="top", ha="right", fontsize=7)
         if lv.minimum is not None:
-            ax.plot([lv.t_min_mm], [lv.area_mm2], "o", color=GRADE_COLOURS.get(lv.grade or "", "k"), ms=5)
+            colour = GRADE_COLOURS.get(lv.grade or "", "k")
+            if lv.search_fit:
+                ts = [t for t, _ in lv.search]
+                ax.plot(ts, lv.search_fit, "-", color=colour, lw=0.9, alpha=0.8)
+            ax.plot([lv.t_min_mm], [lv.area_mm2], "o", color=colour, ms=5)
     for ref in result.references:
         if ref.section is not None:
             ax.plot([ref.t_mm], [ref.area_mm2], "s", mfc="none", color="#1f77b4", ms=4)
@@ -142,7 +148,9 @@ def area_plot(result: GradingResult, path: str | os.PathLike[str]) -> Path:
     ax.set_xlabel("position along the dural sac centreline (mm from its cranial end)")
     ax.set_ylabel("area (mm2)")
     ax.set_title(
-        "Dural sac area along the canal (dots: reported minimum per level; squares: mid-vertebral)", fontsize=9
+        "Dural sac area along the canal (coloured: fitted profile of each disc space, dot: its minimum; "
+        "squares: mid-vertebral)",
+        fontsize=9,
     )
     ax.legend(loc="lower left", fontsize=7, framealpha=0.7)
     figure.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.92)

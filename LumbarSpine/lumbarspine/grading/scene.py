@@ -173,7 +173,7 @@ def add_grading_to_scene(
             node.SetAttribute("LumbarSpine.Level", lv.level)
             node.SetAttribute("LumbarSpine.Grade", lv.grade or "")
         curve.SetDescription(
-            f"{lv.level}: dural sac area {s.area_mm2:.1f} mm2, {RSNA_LABELS.get(lv.grade or '', 'not graded')}"
+            f"{lv.level}: dural sac area {lv.area_mm2:.1f} mm2, {RSNA_LABELS.get(lv.grade or '', 'not graded')}"
         )
         line.SetDescription(f"{lv.level}: AP diameter {s.ap_diameter_mm:.1f} mm")
         nodes["outlines"][lv.level] = curve
