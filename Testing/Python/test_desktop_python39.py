@@ -57,6 +57,24 @@ def _bitor(node: ast.AST) -> list[int]:
     return [n.lineno for n in ast.walk(node) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr)]
 
 
+def runtime_union_offenders(tree: ast.Module) -> list[str]:
+    """Places where Python 3.9 would evaluate ``X | Y`` of types at run time, whatever the annotations:
+    ``isinstance`` / ``issubclass`` / ``cast`` / ``TypeVar`` arguments and module-level aliases such as
+    ``Callback = Callable[...] | None``."""
+    offenders = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("isinstance", "issubclass", "cast", "TypeVar"):
+            offenders += [f"call:{line}" for arg in node.args[1:] for line in _bitor(arg)]
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and _bitor(node.value)
+            and any(isinstance(n, ast.Name) and n.id in ("None", "Optional", "Callable") for n in ast.walk(node.value))
+        ):
+            offenders.append(f"alias:{node.lineno}")
+    return offenders
+
+
 @pytest.mark.parametrize("path", FILES, ids=IDS)
 def test_parses_under_python39_grammar(path):
     ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 9))
@@ -78,15 +96,7 @@ def test_no_annotation_evaluated_at_run_time_uses_union_syntax(path):
                 if isinstance(f, ast.AnnAssign)
                 for line in _bitor(f.annotation)
             ]
-        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("isinstance", "issubclass", "cast", "TypeVar"):
-            offenders += [f"call:{line}" for arg in node.args[1:] for line in _bitor(arg)]
-    for node in tree.body:  # module-level aliases such as Callback = Callable[...] | None
-        if (
-            isinstance(node, ast.Assign)
-            and _bitor(node.value)
-            and any(isinstance(n, ast.Name) and n.id in ("None", "Optional", "Callable") for n in ast.walk(node.value))
-        ):
-            offenders.append(f"alias:{node.lineno}")
+    offenders += runtime_union_offenders(tree)
     assert not offenders, offenders
 
 

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_desktop_python39 import PYTHON39, _bitor, _has_future_annotations
+from test_desktop_python39 import PYTHON39, _bitor, _has_future_annotations, runtime_union_offenders
 
 LIBRARY = Path(__file__).resolve().parents[2] / "LumbarSpine" / "lumbarspine"
 FILES = sorted(LIBRARY.rglob("*.py"))
@@ -49,16 +49,7 @@ def test_library_evaluates_no_union_syntax_at_run_time(path):
             if ann is not None
             for line in _bitor(ann)
         ]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("isinstance", "issubclass", "cast", "TypeVar"):
-            offenders += [f"call:{line}" for arg in node.args[1:] for line in _bitor(arg)]
-    for node in tree.body:  # module-level aliases such as Progress = Callable[...] | None
-        if (
-            isinstance(node, ast.Assign)
-            and _bitor(node.value)
-            and any(isinstance(n, ast.Name) and n.id in ("None", "Optional", "Callable") for n in ast.walk(node.value))
-        ):
-            offenders.append(f"alias:{node.lineno}")
+    offenders += runtime_union_offenders(tree)
     assert not offenders, offenders
 
 
