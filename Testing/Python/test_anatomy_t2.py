@@ -124,9 +124,12 @@ def test_real_sagittal_t2(shared_data):
     ap = _ap_diameters(anatomy)
     assert 8.0 <= np.median(ap) <= 25.0
     assert ap.max() <= 25.0 and ap.min() >= 3.0
-    # Known weakness: where the conus fills the sac (about z -370..-430 mm) the CSF rim is thin and
-    # the sac comes out 4-7 mm deep; below and above it is 9-13 mm. At least half must be plausible.
-    assert np.mean((ap >= 8.0) & (ap <= 25.0)) >= 0.5
+    # Known weakness: just below the conus tip (about z -415..-440 mm) the dorsal layer of cauda equina
+    # roots (grey on T2) is left out of the sac where no CSF lies behind it, so the sac is 7-9 mm deep
+    # there; elsewhere it is 10-17 mm. (Before the cord was found the conus region came out 4-7 mm deep
+    # and only half of the track was plausible.)
+    assert np.mean((ap >= 8.0) & (ap <= 25.0)) >= 0.85
+    assert ap.min() >= 5.0
     # the lower end of the sac leaves the image: no sacrum, so no level may be named
     assert anatomy.numbering is None
     assert any("sacrum" in w for w in anatomy.warnings)
