@@ -27,7 +27,7 @@ def _ap_diameters(anatomy) -> np.ndarray:  # type: ignore[no-untyped-def]
     """Sac AP diameter (mm) at each centreline point, measured perpendicular to the centreline."""
     line = anatomy.centreline_ras
     vol = anatomy.labels
-    sac = vol.with_array((vol.array == 2).astype(np.uint8))
+    sac = vol.with_array(np.isin(vol.array, (1, 2)).astype(np.uint8))  # the dural sac: cord (1) and CSF (2)
     out = []
     for i in range(2, len(line) - 2):
         t = line[i - 2] - line[i + 2]
@@ -61,25 +61,9 @@ def test_confounders_change_intensities_not_labels():
     ("orientation", "spacing"),
     [
         ("axial", (1.2, 1.2, 1.2)),
-        pytest.param(
-            "sagittal",
-            (1.5, 1.5, 1.5),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known regression since the sacrum was reshaped: one disc is missed on this grid, so the "
-                "safety rule leaves the levels unnumbered (issue #7 follow-up)",
-            ),
-        ),
+        ("sagittal", (1.5, 1.5, 1.5)),
         ("oblique", (1.5, 1.5, 1.5)),
-        pytest.param(
-            "oblique-lefthanded",
-            (1.2, 1.2, 1.2),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known regression since the sacrum was reshaped: one disc is missed on this grid, so the "
-                "safety rule leaves the levels unnumbered (issue #7 follow-up)",
-            ),
-        ),
+        ("oblique-lefthanded", (1.2, 1.2, 1.2)),
         ("axial", (0.8, 0.8, 4.0)),
     ],
 )
@@ -99,6 +83,7 @@ def test_phantom_sac_and_levels(orientation, spacing):
         true_centre = np.asarray(ph.truth["levels"][disc.name]["disc_center_ras"])
         assert np.linalg.norm(np.asarray(disc.centroid_ras) - true_centre) < 10.0, disc.name
     assert anatomy.vertebra("S1") is not None and anatomy.vertebra("L5") is not None
+    assert not np.any(anatomy.labels.array == 1)  # the phantom has no spinal cord (L1-S1, rootlets only)
 
 
 def test_seed_progress_cancel_and_bad_input():
@@ -129,7 +114,8 @@ def test_real_sagittal_t2(shared_data):
 
     vol = read_volume(shared_data / "sct_t2_lumbar.nii.gz")
     anatomy = segment_t2(vol, backend="numpy")
-    sac = anatomy.labels.array == 2
+    lab = anatomy.labels.array
+    sac = np.isin(lab, (1, 2))  # the dural sac: the cord (1) and the CSF around it (2)
     _, n = ndimage.label(sac)
     assert n == 1
     # a tube that runs through most of the image's height (lower thoracic to lumbar)
@@ -138,9 +124,12 @@ def test_real_sagittal_t2(shared_data):
     ap = _ap_diameters(anatomy)
     assert 8.0 <= np.median(ap) <= 25.0
     assert ap.max() <= 25.0 and ap.min() >= 3.0
-    # Known weakness: where the conus fills the sac (about z -370..-430 mm) the CSF rim is thin and
-    # the sac comes out 4-7 mm deep; below and above it is 9-13 mm. At least half must be plausible.
-    assert np.mean((ap >= 8.0) & (ap <= 25.0)) >= 0.5
+    # Known weakness: just below the conus tip (about z -415..-440 mm) the dorsal layer of cauda equina
+    # roots (grey on T2) is left out of the sac where no CSF lies behind it, so the sac is 7-9 mm deep
+    # there; elsewhere it is 10-17 mm. (Before the cord was found the conus region came out 4-7 mm deep
+    # and only half of the track was plausible.)
+    assert np.mean((ap >= 8.0) & (ap <= 25.0)) >= 0.85
+    assert ap.min() >= 5.0
     # the lower end of the sac leaves the image: no sacrum, so no level may be named
     assert anatomy.numbering is None
     assert any("sacrum" in w for w in anatomy.warnings)
@@ -161,3 +150,36 @@ def test_real_abdominal_mr_is_refused(shared_data):
     vol = read_volume(shared_data / "totalseg_example_mr_sm.nii.gz")
     with pytest.raises(ValueError, match="lumbar canal"):
         segment_t2(vol, backend="numpy")
+
+
+def test_real_t2_cord_inside_the_sac(shared_data):
+    """The real sagittal T2 shows the lower thoracic cord and the conus as a dark tube inside the CSF
+    (from the top of the image down to about z -415 mm RAS): it is labelled 1, inside the sac, dark,
+    of a cord's size, and the sac around it holds it (no sac section there is a bare CSF crescent)."""
+    from lumbarspine.io import read_volume
+
+    vol = read_volume(shared_data / "sct_t2_lumbar.nii.gz")
+    anatomy = segment_t2(vol, backend="numpy")
+    lab = anatomy.labels.array
+    img = vol.array.astype(float)
+    cord, csf = lab == 1, lab == 2
+    assert cord.any()
+    _, n = ndimage.label(cord)
+    assert n == 1  # one tube
+    # inside the sac: the voxels next to the cord in its slice are cord or CSF (bar a few where the CSF rim
+    # is thinner than a voxel)
+    ring = ndimage.binary_dilation(cord, structure=np.ones((1, 3, 3), bool)) & ~cord
+    assert np.mean(np.isin(lab[ring], (1, 2))) > 0.9
+    # dark in the CSF: the cord's median signal is well under the CSF's
+    assert np.median(img[cord]) < 0.6 * np.median(img[csf])
+    # from the top of the image (lower thoracic cord) down to the conus (sagittal 1 mm grid: axis 0 is S)
+    ks = np.nonzero(cord.any(axis=(1, 2)))[0]
+    z_mm = vol.ijk_to_ras_points(np.array([[0.0, 0.0, float(ks[0])], [0.0, 0.0, float(ks[-1])]]))[:, 2]
+    assert z_mm.max() > vol.bounds_ras()[1][2] - 10.0
+    assert -440.0 < z_mm.min() < -380.0, z_mm
+    # a cord's size: 15-110 mm2 per 1 mm slice (lower thoracic cord about 8 x 6 mm, conus up to about 10 x 8 mm)
+    areas = cord[ks[0] : ks[-1] + 1].sum(axis=(1, 2))
+    assert np.all((areas >= 8) & (areas <= 110)) and 20 <= np.median(areas) <= 80
+    # the sac around the cord holds it: at least twice the cord's section at every cord slice
+    sac_areas = np.isin(lab[ks[0] : ks[-1] + 1], (1, 2)).sum(axis=(1, 2))
+    assert np.all(sac_areas >= 2 * areas)

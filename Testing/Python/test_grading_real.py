@@ -1,8 +1,8 @@
 """Grading the real lumbar T2 (../shared/data) from its automatic segmentation: plausible numbers.
 
-Skipped where the shared data folder is absent. Known to fail today (strict xfail): at one level the
-automatic T2 segmentation gives a sac only about 5 mm wide (the conus region of this scan), which a
-plausibility bound catches; see the issue #7/#8 notes.
+Skipped where the shared data folder is absent. Until the T2 segmentation found the cord (issue #8),
+the sac at one level was only the CSF crescent in front of the conus (about 5 mm wide), which the
+width bound caught; the cord and the CSF around it are now one sac (labels 1 and 2).
 """
 
 from __future__ import annotations
@@ -11,9 +11,6 @@ import pytest
 
 
 @pytest.mark.data
-@pytest.mark.xfail(
-    strict=True, reason="the automatic T2 sac is too narrow at one level of the real scan (transverse width 5 mm)"
-)
 def test_real_t2_grades_with_plausible_numbers(shared_data, tmp_path):
     from lumbarspine.grading import grade_study
 

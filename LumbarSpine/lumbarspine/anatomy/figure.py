@@ -13,7 +13,7 @@ import os
 import numpy as np
 from scipy import ndimage
 
-from ..labels import SPINAL_CANAL
+from ..labels import SPINAL_CANAL, SPINAL_CORD
 from ..safe_write import atomic_output
 from ..volume import Volume
 from .model import SpineAnatomy
@@ -39,7 +39,8 @@ def midsagittal_png(
 ) -> str:
     """Write the mid-sagittal slice of ``image`` with the outlines of ``anatomy`` and level names.
 
-    Dural sac in blue, discs in orange, vertebral bodies / sacrum in yellow; each disc and vertebra
+    Dural sac (labels 1 and 2) in blue, the spinal cord inside it (label 1) in green, discs in orange,
+    vertebral bodies / sacrum in yellow; each disc and vertebra
     named at its centroid (projected on the plane). Returns the path written.
     """
     import matplotlib
@@ -61,7 +62,8 @@ def midsagittal_png(
     discs = {d.label for d in anatomy.discs}
     verts = {v.label for v in anatomy.vertebrae}
     groups = [
-        (lab == SPINAL_CANAL, "#3c8cff", "dural sac"),
+        (np.isin(lab, (SPINAL_CANAL, SPINAL_CORD)), "#3c8cff", "dural sac"),
+        (lab == SPINAL_CORD, "#40e070", "spinal cord"),
         (np.isin(lab, list(discs)), "#ff9a30", "discs"),
         (np.isin(lab, list(verts)), "#f0e060", "vertebrae"),
     ]

@@ -12,8 +12,10 @@ What it tells apart from the sac: subcutaneous fat (suppressed near the skin and
 a tube), epidural fat (the per-slice threshold lies between CSF and the next brightest tissue), disc
 nuclei and bowel (short or flat, not a long tube), the coil bias field (divided out by a 20 mm
 local mean for the detection; each slice's threshold is relative to its own CSF level). The cauda
-equina rootlets and the conus inside the sac are filled in (label 2 is the dural sac with its
-content). Discs and bodies are models (see :mod:`.t2_levels`); only the sac is voxel-exact.
+equina rootlets inside the sac are filled in; where the spinal cord or the conus is clearly seen
+as a dark tube inside the CSF (:func:`~.t2_sac.find_cord`) the sac is widened to hold it and the
+cord gets label 1 (TotalSpineSeg's spinal cord), so the dural sac is labels 1 and 2 together, as
+grading measures it. Discs and bodies are models (see :mod:`.t2_levels`); only the sac is voxel-exact.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..labels import SACRUM, SPINAL_CANAL
+from ..labels import SACRUM, SPINAL_CANAL, SPINAL_CORD
 from ..progress import CancelCallback, ProgressCallback, check_cancel
 from ..volume import Volume, validate_scalar_volume
 from .build import anatomy_from_labels
@@ -76,7 +78,7 @@ def segment_t2(
 
     Returns:
         :class:`~lumbarspine.anatomy.model.SpineAnatomy` (modality ``"t2"``, source ``"automatic t2"``):
-        label 2 the dural sac, discs and bodies with TotalSpineSeg ids numbered from the sacrum
+        label 2 the dural sac (CSF and rootlets), label 1 the spinal cord / conus inside it where seen, discs and bodies with TotalSpineSeg ids numbered from the sacrum
         when it is seen (sacrum 50), otherwise unnumbered ids and a warning.
 
     Raises:
@@ -124,7 +126,7 @@ def segment_t2(
     check_cancel(cancel, "T2 segmentation")
 
     _report(progress, 0.5, "Delineating the dural sac")
-    mask, thr, csf = delineate_sac(work.array, track, h)
+    mask, thr, csf, cord = delineate_sac(work.array, track, h)
     if mask.sum() * h**3 < 2000.0:
         raise ValueError(
             "The dural sac found is implausibly small (under 2 cm3): the image may not show the lumbar canal "
@@ -163,6 +165,9 @@ def segment_t2(
     sac = _sac_on_image_grid(volume, work, mask, thr)
     labels[labels == SPINAL_CANAL] = 0
     labels[sac] = SPINAL_CANAL
+    if cord.any():
+        cord_img = resample_to(cord.astype(np.float32), work, volume, linear=True) >= 0.5
+        labels[cord_img & sac] = SPINAL_CORD
     label_vol = volume.with_array(labels, is_label=True, name=f"{volume.name or 'image'}_t2_labels")
     _report(progress, 0.95, "Building the anatomy")
     anatomy = anatomy_from_labels(

@@ -63,8 +63,17 @@ SPLIT_CONTRAST = 2.0
 MERGE_FACTOR = 0.5
 """Two discs closer than this share of the median level spacing are one disc (its two endplates)."""
 MIN_DISC_GAP_MM = 4.0
-MAX_DISC_GAP_MM = 24.0
-"""Range (mm) of the gap between two bodies taken as one disc with its endplates."""
+MAX_DISC_GAP_MM = 30.0
+"""Range (mm) of the gap between two bodies taken as one disc with its endplates.
+
+The gap is measured on the widened slope, so it is longer than the disc: a lumbar disc (8-16 mm
+high, L4-L5 the highest) plus its two endplates (1-3 mm each, dark on T2), plus about 4 mm at each
+edge (the :data:`ROUGH_WINDOW_MM` window reaches 2 mm out, the 1 mm smoothing and the central
+difference about 2 mm more), plus the spread of a disc tilted against the plane perpendicular to
+the canal over the sampled depth (10 degrees over :data:`PROFILE_DEPTH_MM` is 3 mm): up to about
+30 mm. (The bound was 24 mm until the phantom's L4-L5 disc, 12 mm high with dark endplates,
+measured 24-25 mm on every grid after its sacrum was reshaped, and was dropped on two of them.) A
+gap that hides a missed body holds two discs and a body, over 45 mm, so it stays out."""
 SAC_END_MARGIN_MM = 10.0
 """The image must continue this far (mm) below the sac's end for the end to count as seen."""
 SACRUM_DISC_MIN_MM = 8.0
@@ -188,8 +197,9 @@ def _discs_between_bodies(p: np.ndarray, base: np.ndarray) -> tuple[list[float],
     or as grey as marrow, is bounded by endplates that make the profile change. The profile's
     relative slope is taken, widened by :data:`ROUGH_WINDOW_MM`; runs below :data:`ROUGH_FACTOR` times
     its median, at least :data:`MIN_BODY_RUN_MM` long, are bodies. A disc is the gap
-    between two bodies when it is :data:`MIN_DISC_GAP_MM`-:data:`MAX_DISC_GAP_MM` long; gaps of about two levels keep their strongest inner disc only after
-    :func:`_regularise`.
+    between two bodies when it is :data:`MIN_DISC_GAP_MM`-:data:`MAX_DISC_GAP_MM` long; a longer gap
+    (a level may hide in it) gives no disc, and the caller's missing-level rule then withholds the
+    numbering.
     """
     ps = ndimage.gaussian_filter1d(p, 1.0, mode="nearest")
     slope = np.abs(np.gradient(ps)) / np.maximum(base, 1e-6)

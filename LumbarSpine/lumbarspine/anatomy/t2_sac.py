@@ -1,7 +1,7 @@
 """The dural sac on T2: a bright tube tracked slice by slice along the cranio-caudal axis.
 
 All arrays here live on the RAS working grid of :mod:`.t2_grid` (``[z, y, x]`` = ``[S, A, R]``,
-isotropic spacing ``h`` mm). Three steps:
+isotropic spacing ``h`` mm). Four steps:
 
 1. :func:`tube_response`: a low-frequency normalisation (the image divided by its own 20 mm
    local mean, which removes the coil bias field and damps large bright regions such as
@@ -18,6 +18,12 @@ isotropic spacing ``h`` mm). Three steps:
    above a threshold half-way between the CSF level and the brightest part of the sac's immediate
    surround (iterated; the "half maximum" rule), so fat next to the sac stays out and the edge sits
    where partial volume crosses the middle. Holes (cauda equina rootlets, the conus) are filled.
+   Two passes: after the first the track is moved onto the sac's centre (:func:`recentre_track`;
+   the tube detector drifts towards the brightest CSF where the dark cord fills the sac).
+4. :func:`find_cord`: the spinal cord / conus, dark inside the bright CSF, where it is clearly seen
+   (a compact dark core ringed by CSF, one run along the canal); where the CSF rim around it is
+   thinner than the threshold can hold, the sac is widened to the cord and the band around it, so
+   the sac section is cord plus CSF, not a crescent of CSF beside the cord.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ __all__ = [
     "track_sac",
     "delineate_sac",
     "trim_track",
+    "recentre_track",
+    "find_cord",
+    "CORD_DARK_RATIO",
+    "MIN_CORD_LENGTH_MM",
 ]
 
 TUBE_SIGMA_MM = 4.0
@@ -53,13 +63,52 @@ MIN_SAC_LENGTH_MM = 40.0
 MIN_SKIN_DEPTH_MM = 8.0
 """The tube response is suppressed within this distance (mm) of air inside the image (the skin)."""
 MAX_SAC_AREA_MM2 = 700.0
+"""An axial sac section larger than this (mm2) is a leak into the surroundings, not a sac."""
 END_CSF_RATIO = 0.8
 """A track end whose CSF level is under this share of the level further in is not dural sac."""
 WINDOW_RADIUS_MM = 14.0
 """Radius (mm) of the disk around the track whose histogram sets each slice's threshold."""
 MIN_SAC_AREA_MM2 = 12.0
 """Smallest plausible axial sac section (mm2); a severe stenosis leaves about 20-40 mm2."""
-"""An axial sac section larger than this (mm2) is a leak into the surroundings, not a sac."""
+
+
+RECENTRE_AREA_SHARE = 0.6
+RECENTRE_WINDOW_MM = 15.0
+"""A slice's sac section gives the track's centre when it is at least this share of the median
+section over this many mm of height (see :func:`recentre_track`)."""
+CORD_DARK_RATIO = 0.6
+"""Signal under this share of the slice's sac threshold may be cord or conus. On T2 the cord is about a
+third of the CSF signal and the threshold about two thirds of it, so the cord lies under 0.6 x the
+threshold and the thin, partial-volumed CSF rim around it above."""
+CORD_MIN_AREA_MM2 = 12.0
+CORD_MAX_AREA_MM2 = 110.0
+"""Range (mm2) of the dark core of an axial cord / conus section: the lower thoracic cord is about
+8 x 6 mm (about 40 mm2), the lumbar enlargement and conus up to about 10 x 8 mm; the core under the
+dark threshold is smaller than the cord, the range is wide on both sides."""
+CORD_OPENING_MM = 2.0
+"""Radius (mm) of the opening that cuts a cord candidate off the dark tissue outside the sac where the
+cord touches the dura (thin necks of dark signal, up to about 3 mm wide, are cut)."""
+CORD_MAX_RADIUS_MM = 7.0
+"""No point of a cord section lies further than this (mm) from its centre (compact, not a sheet)."""
+CORD_RING_MM = 3.0
+"""Width (mm) of the band around a cord candidate that must be CSF-like (the CSF rim)."""
+CORD_RING_NOT_DARK = 0.6
+CORD_RING_CSF = 0.25
+CORD_RING_IN_SAC = 0.2
+"""Shares of that band that must be not dark, above the sac threshold (CSF), and inside the sac found."""
+MIN_CORD_LENGTH_MM = 20.0
+"""The cord is the longest 3D-connected run of cord sections, at least this long (mm, cranio-caudal)."""
+CORD_TIP_AREA_MM2 = 8.0
+CORD_FOLLOW_SHRINK = 0.5
+CORD_FOLLOW_GROWTH = 1.1
+CORD_FOLLOW_MM = 30.0
+"""Following the cord past its run (:func:`_follow_cord`): smallest section (mm2; the conus tip, about
+3 mm across), smallest share of the section before (it breaks up), largest share of the run's end
+section (it leaks into the dark around it: the cord tapers towards its tip and is followed for at
+most this many mm)."""
+CORD_GAP_MM = 4.0
+"""Cord sections up to this far apart (mm, cranio-caudal) belong to one run (a slice or two where the
+cord is not clear, e.g. a root leaving, does not cut it)."""
 
 
 CLOSING_VOX = 3
@@ -290,12 +339,8 @@ def _slice_mask(img: np.ndarray, centre: np.ndarray, t: float, core: np.ndarray)
     return ndimage.binary_fill_holes(closed | comp)
 
 
-def delineate_sac(work_array: np.ndarray, track: SacTrack, h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sac mask on the working grid plus the per-slice threshold and CSF level.
-
-    Returns ``(mask, threshold_z, csf_z)``: ``mask`` bool ``[z, y, x]``; ``threshold_z`` and
-    ``csf_z`` float arrays over all z slices (NaN off the track), in the image's intensity units.
-    """
+def _delineate_pass(work_array: np.ndarray, track: SacTrack, h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One delineation pass around ``track``: ``(mask, threshold_z, csf_z)`` (see :func:`delineate_sac`)."""
     nz, ny, nx = work_array.shape
     half = int(round(22.0 / h))
     r_core = 4.0 / h
@@ -348,3 +393,190 @@ def delineate_sac(work_array: np.ndarray, track: SacTrack, h: float) -> tuple[np
         sizes[0] = 0
         mask = lab == int(np.argmax(sizes))
     return mask, thr, csf
+
+
+def recentre_track(track: SacTrack, mask: np.ndarray, h: float) -> SacTrack:
+    """The track moved onto the centre of the delineated sac, slice by slice.
+
+    The tube detector answers to the bright CSF, so where the dark cord or conus fills the sac its
+    maximum slides towards the brightest part of the CSF, sometimes onto a bright structure beside
+    the sac. Slices whose sac section is plausible (at least :data:`RECENTRE_AREA_SHARE` of the
+    median over :data:`RECENTRE_WINDOW_MM`) give the centre (centroid of the section); the others
+    are interpolated between them, and the path is smoothed over 5 slices.
+    """
+    area = mask[track.z].sum(axis=(1, 2)).astype(float)
+    ref = ndimage.median_filter(area, size=max(3, int(round(RECENTRE_WINDOW_MM / h)) | 1), mode="nearest")
+    good = (area > 0) & (area >= RECENTRE_AREA_SHARE * ref)
+    if good.sum() < 2:
+        return track
+    zz = track.z.astype(float)
+    centres = np.array([ndimage.center_of_mass(mask[z]) for z in track.z[good]], dtype=float)
+    yx = np.stack([np.interp(zz, zz[good], centres[:, k]) for k in (0, 1)], axis=1)
+    yx = ndimage.uniform_filter1d(yx, size=min(5, len(zz)), axis=0, mode="nearest")
+    return SacTrack(z=track.z, yx=yx, score=track.score)
+
+
+def _disk(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return yy**2 + xx**2 <= radius * radius
+
+
+def _cord_candidate(img: np.ndarray, sac: np.ndarray, t: float, csf_level: float, h: float) -> np.ndarray | None:
+    """The cord / conus section in one slice window, or None (see :func:`find_cord`).
+
+    The dark region is opened with a 1 mm disk first (a thin lower thoracic cord keeps its shape);
+    if no candidate passes, with a :data:`CORD_OPENING_MM` disk (a conus touching the dura on one
+    side is cut off the dark tissue outside).
+    """
+    ring_se = _disk(max(1, int(round(CORD_RING_MM / h))))
+    t_dark = CORD_DARK_RATIO * t
+    near = ndimage.binary_dilation(sac, structure=_disk(max(1, int(round(2.0 / h)))))
+    best = None
+    for radius_mm in (1.0, CORD_OPENING_MM):
+        dark = ndimage.binary_opening(img < t_dark, structure=_disk(max(1, int(round(radius_mm / h)))))
+        lab, _ = ndimage.label(dark)
+        best_area = 0.0
+        for c in np.unique(lab[near & dark]):
+            if c == 0:
+                continue
+            comp = lab == c
+            area = comp.sum() * h * h
+            if not (CORD_MIN_AREA_MM2 <= area <= CORD_MAX_AREA_MM2):
+                continue
+            yy, xx = np.nonzero(comp)
+            if np.sqrt((yy - yy.mean()) ** 2 + (xx - xx.mean()) ** 2).max() * h > CORD_MAX_RADIUS_MM:
+                continue
+            ring = ndimage.binary_dilation(comp, structure=ring_se) & ~comp
+            if (img[ring] >= t_dark).mean() < CORD_RING_NOT_DARK or (img[ring] >= t).mean() < CORD_RING_CSF:
+                continue
+            if sac[ring].mean() < CORD_RING_IN_SAC:
+                continue
+            if area > best_area:
+                best, best_area = comp, area
+        if best is not None:
+            break
+    if best is None:
+        return None
+    # the cord's edge where the signal crosses half-way between the cord's own level and the CSF's
+    edge = 0.5 * (float(np.median(img[best])) + csf_level)
+    grown = ndimage.binary_dilation(best, structure=_disk(max(1, int(round(1.0 / h))))) & (img < edge)
+    return grown | best
+
+
+def _follow_cord(work_array: np.ndarray, cord: np.ndarray, track: SacTrack, thr: np.ndarray, h: float) -> np.ndarray:
+    """Follow the cord past the ends of its run, slice by slice, while it stays a dark core.
+
+    Towards its tip the conus thins and lies among the roots of the cauda equina, where the
+    per-slice test of :func:`_cord_candidate` (a compact dark region ringed by CSF) no longer holds.
+    From each end of the run the next slice's section is the dark signal (under
+    :data:`CORD_DARK_RATIO` times that slice's threshold) within 1 mm of the section before; the
+    following stops where the section shrinks under :data:`CORD_TIP_AREA_MM2` or under
+    :data:`CORD_FOLLOW_SHRINK` of the section before (it breaks up), grows over
+    :data:`CORD_FOLLOW_GROWTH` times the run's end section (it leaks into the dark around it), or
+    after :data:`CORD_FOLLOW_MM`.
+    """
+    out = cord.copy()
+    zs = np.nonzero(cord.any(axis=(1, 2)))[0]
+    if zs.size == 0:
+        return out
+    on_track = np.zeros(len(thr), dtype=bool)
+    on_track[track.z] = True
+    step_se = _disk(max(1, int(round(1.0 / h))))
+    for z_end, direction in ((int(zs[0]), -1), (int(zs[-1]), 1)):
+        prev = cord[z_end]
+        a_end = prev.sum() * h * h
+        for k in range(1, int(round(CORD_FOLLOW_MM / h)) + 1):
+            z = z_end + direction * k
+            if z < 0 or z >= len(thr) or not on_track[z] or np.isnan(thr[z]):
+                break
+            region = ndimage.binary_dilation(prev, structure=step_se) & (work_array[z] < CORD_DARK_RATIO * thr[z])
+            lab, n = ndimage.label(region)
+            if n == 0:
+                break
+            sizes = np.bincount(lab.ravel())
+            sizes[0] = 0
+            region = lab == int(np.argmax(sizes))
+            a, a_prev = region.sum() * h * h, prev.sum() * h * h
+            if a < CORD_TIP_AREA_MM2 or a < CORD_FOLLOW_SHRINK * a_prev or a > CORD_FOLLOW_GROWTH * a_end:
+                break
+            out[z] = region
+            prev = region
+    return out
+
+
+def find_cord(
+    work_array: np.ndarray, track: SacTrack, mask: np.ndarray, thr: np.ndarray, csf: np.ndarray, h: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The spinal cord / conus where it is clearly seen inside the sac, and the sac enlarged around it.
+
+    On T2 the cord and the conus are dark (about a third of the CSF signal) inside the bright CSF;
+    where the CSF rim around them is thin it falls under the sac's threshold (partial volume), so
+    the CSF above the threshold is only a crescent in front of (or behind) the cord and the sac
+    comes out too narrow. Per slice a cord candidate is a compact dark region (under
+    :data:`CORD_DARK_RATIO` times the slice's threshold; :data:`CORD_MIN_AREA_MM2`-
+    :data:`CORD_MAX_AREA_MM2`, within :data:`CORD_MAX_RADIUS_MM` of its centre) that touches the sac
+    and is ringed (:data:`CORD_RING_MM`) by signal that is mostly not dark and partly CSF and sac.
+    Only the longest run of such sections connected in 3D, at least :data:`MIN_CORD_LENGTH_MM`
+    long, is taken as the cord (nerve-root bundles of the cauda equina make short, scattered runs).
+    Where the cord is found the sac is the sac found, the cord and the not-dark band
+    (:data:`CORD_RING_MM`) around it, closed and filled.
+
+    Returns ``(sac, cord)``: boolean ``[z, y, x]`` arrays on the working grid (``cord`` inside ``sac``).
+    """
+    nz, ny, nx = work_array.shape
+    half = int(round(22.0 / h))
+    cord = np.zeros(work_array.shape, dtype=bool)
+    for z, (cy, cx) in zip(track.z, np.rint(track.yx).astype(int)):
+        if np.isnan(thr[z]) or not mask[z].any():
+            continue
+        sy = slice(max(cy - half, 0), min(cy + half + 1, ny))
+        sx = slice(max(cx - half, 0), min(cx + half + 1, nx))
+        found = _cord_candidate(work_array[z, sy, sx], mask[z, sy, sx], float(thr[z]), float(csf[z]), h)
+        if found is not None:
+            cord[z, sy, sx] = found
+    # sections a few slices apart (a slice where the cord was not clear) belong to one run
+    gap = max(1, int(round(CORD_GAP_MM / h)))
+    bridge = np.zeros((2 * gap + 1, 1, 1), dtype=bool)
+    bridge[:, 0, 0] = True
+    lab, n = ndimage.label(ndimage.binary_dilation(cord, structure=bridge))
+    if n == 0:
+        return mask, cord
+    spans = ndimage.find_objects(lab)
+    lengths = np.array([(sl[0].stop - sl[0].start - 2 * gap) * h for sl in spans])
+    best = int(np.argmax(lengths))
+    if lengths[best] < MIN_CORD_LENGTH_MM:
+        return mask, np.zeros_like(cord)
+    run = lab == best + 1
+    # a slice of the run where the cord was not clear takes it from the slices around (closing along z)
+    cord = (cord | ndimage.binary_closing(cord, structure=bridge)) & run
+    cord = _follow_cord(work_array, cord, track, thr, h)
+    sac = mask.copy()
+    r_ring = max(1, int(round(CORD_RING_MM / h)))
+    ring_se = _disk(r_ring)
+    for z in np.nonzero(cord.any(axis=(1, 2)))[0]:
+        c, m, img = cord[z], mask[z], work_array[z]
+        band = ndimage.binary_dilation(c, structure=ring_se) & (img >= CORD_DARK_RATIO * thr[z])
+        ext = np.pad(m | c | band, r_ring)
+        ext = ndimage.binary_closing(ext, structure=ring_se)[r_ring:-r_ring, r_ring:-r_ring]
+        sac[z] = ndimage.binary_fill_holes(ext | m | c)
+    return sac, cord & sac
+
+
+def delineate_sac(
+    work_array: np.ndarray, track: SacTrack, h: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sac mask on the working grid plus the per-slice threshold and CSF level, and the cord.
+
+    A first pass around the tracked centre, the track moved onto the sac's centre
+    (:func:`recentre_track`), a second pass around it, then the cord / conus inside it
+    (:func:`find_cord`), which the sac is enlarged to hold.
+
+    Returns ``(mask, threshold_z, csf_z, cord)``: ``mask`` and ``cord`` bool ``[z, y, x]`` (the
+    cord inside the mask, empty where no cord is seen); ``threshold_z`` and ``csf_z`` float arrays
+    over all z slices (NaN off the track), in the image's intensity units.
+    """
+    mask, _, _ = _delineate_pass(work_array, track, h)
+    centred = recentre_track(track, mask, h)
+    mask, thr, csf = _delineate_pass(work_array, centred, h)
+    mask, cord = find_cord(work_array, centred, mask, thr, csf, h)
+    return mask, thr, csf, cord
