@@ -99,12 +99,12 @@ def plane_picture(image: Volume, level: LevelResult, path: str | os.PathLike[str
     conf = f"{level.confidence:.2f}" if level.confidence is not None else "n/a"
     ax.set_title(
         f"{level.level}: DSCSA {level.area_mm2:.1f} +- {level.area_sd_mm2:.1f} mm2 -> {grade}\n"
-        f"confidence {conf}{flag}; plane of minimum fitted area (this plane {s.area_mm2:.1f} mm2), "
-        "perpendicular to the canal",
+        f"confidence {conf}{flag}; this plane {s.area_mm2:.1f} mm2\n"
+        "(plane of the minimum fitted area, perpendicular to the canal)",
         fontsize=9,
     )
     ax.legend(loc="lower right", fontsize=7, framealpha=0.6)
-    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.1, top=0.9)
+    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.1, top=0.86)
     return _save(figure, path)
 
 
