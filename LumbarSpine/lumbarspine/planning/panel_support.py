@@ -23,7 +23,7 @@ import numpy as np
 
 from ..progress import CancelCallback, ProgressCallback, check_cancel
 from ..volume import Volume
-from .decompression import DecompressionParameters, read_grades
+from .decompression import DecompressionParameters, levels_to_decompress, read_grades
 from .no_go import DEFAULT_MARGIN_MM, neural_mask
 from .screws import PlanningParameters
 from .study import load_inputs, plan_anatomy
@@ -127,7 +127,8 @@ def plan_image(
             automatically (:func:`lumbarspine.anatomy.segment.segment_image`).
         grades: grading report (``report.json`` path, dict, rows with ``level`` and ``grade`` /
             ``central_canal_grade``, or ``{level: grade}``): moderate and severe levels are decompressed
-            (:func:`lumbarspine.planning.decompression.levels_to_decompress`) and the sac is coloured by grade.
+            (:func:`lumbarspine.planning.decompression.levels_to_decompress`, cranial to caudal) and the sac is
+            coloured by grade.
         levels: decompress these levels instead (list or comma separated text; overrides the grades' choice).
         margin_mm: no-go zone margin around the neural elements (mm, 0 to 20).
         screws: False drops the screws from the result (the no-go zone and decompressions only).
@@ -161,6 +162,9 @@ def plan_image(
             "in the TotalSpineSeg convention): the no-go zone cannot be built, so nothing is planned."
         )
     check_cancel(cancel, "Planning")
+    if grade_map and not chosen:  # the graded levels to decompress, cranial to caudal (the table's order)
+        order = {disc.name: index for index, disc in enumerate(anatomy.discs)}
+        chosen = sorted(levels_to_decompress(grade_map), key=lambda level: order.get(level, len(order)))
     screw_params = replace(params or PlanningParameters(), no_go_margin_mm=margin)
     result = plan_anatomy(
         anatomy,
