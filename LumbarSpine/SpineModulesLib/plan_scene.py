@@ -297,6 +297,7 @@ def point_cameras(scene: Any, view: str, bounds: Any, layout_names: Optional[Lis
         camera.SetPosition(*(centre + distance * direction))
         camera.SetViewUp(*up)
         camera.EndModify(wasModifying)
+        camera.ResetClippingRange()  # the 3D view fits its near / far planes to the scene again
         moved.append(camera)
     return moved
 
