@@ -8,6 +8,7 @@ Qt-free, Python 3.9-safe parts, tested without Slicer:
 - :mod:`.nodes`, :mod:`.outputs`: node checks, progress plumbing, the nodes a run adds (replaced by the next);
 - :mod:`.grading_scene`, :mod:`.views`: the grading in the scene, slice views moved onto a level's plane;
 - :mod:`.screws`: the planned screws as line markups (table rows, resize, re-plan, hide, follow moves);
+- :mod:`.plan_scene`: the surgical plan in the scene (decompressions, no-go zone, bone, sac), export, 3D cameras;
 - :mod:`.gpu`: which CuPy wheel matches the CUDA driver; :mod:`.devtools`: reload after edits;
 - :mod:`.i18n`: ``_()`` / ``translate()`` with a fallback where ``slicer.i18n`` is missing.
 

@@ -234,14 +234,34 @@ def _named(scene, class_name):
     return [scene.GetNthNodeByClass(i, class_name) for i in range(scene.GetNumberOfNodesByClass(class_name))]
 
 
-PLANNING_UI = ("inputSelector", "outputSegmentationSelector", "resizeScrewButton", "replanScrewButton", "refusedLabel")
+PLANNING_UI = (
+    "inputSelector",
+    "segmentationSelector",
+    "gradesTableSelector",
+    "outputSegmentationSelector",
+    "resizeScrewButton",
+    "replanScrewButton",
+    "refusedLabel",
+    "exportButton",
+)
 
 
-def test_planning_widget_cancel_on_scene_close_and_a_successful_run(load_module, app_scene, phantom, qt_table_items):
+def test_planning_widget_cancel_on_scene_close_and_a_successful_run(
+    load_module, app_scene, phantom, qt_table_items, tmp_path
+):
     module = load_module("SpinePlanning")
+    image = volume_to_node(phantom.image, app_scene, name="CT")
     labelmap = volume_to_node(phantom.labels, app_scene, name="Labels")
     parameters = types.SimpleNamespace(
+        inputVolume=image,
         inputLabelmap=labelmap,
+        gradesTable=None,
+        gradesReport=Path("."),  # an empty path widget
+        decompressL1L2=False,
+        decompressL2L3=False,
+        decompressL3L4=False,
+        decompressL4L5=True,
+        decompressL5S1=False,
         marginMm=3.0,
         planScrews=True,
         outputSegmentation=None,
@@ -249,8 +269,10 @@ def test_planning_widget_cancel_on_scene_close_and_a_successful_run(load_module,
         screwDiameterMm=6.0,
         screwLengthMm=45.0,
         replanWithSize=False,
+        exportCoordinates="LPS",
+        exportDirectory=Path("."),
     )
-    ui = _ui(*COMMON, *PLANNING_UI, screwTable=_Table(), screwVisibleCheckBox=_Check())
+    ui = _ui(*COMMON, *PLANNING_UI, screwTable=_Table(), decompressionTable=_Table(), screwVisibleCheckBox=_Check())
     widget = _build(module, "SpinePlanning", ui, parameters)
 
     widget.startRun()
@@ -264,8 +286,12 @@ def test_planning_widget_cancel_on_scene_close_and_a_successful_run(load_module,
     _run(widget)
     assert widget.controller.state == RunState.SUCCEEDED, widget.controller.message
     segmentation = parameters.outputSegmentation
-    assert segmentation.GetSegmentation().GetNthSegment(0).GetName() == "no_go_zone"
+    names = {segmentation.GetSegmentation().GetNthSegment(i).GetName() for i in range(2)}
+    assert names == {"No-go zone", "Decompression L4-L5"}
     assert "3.0 mm margin" in ui.statusLabel.text and "12 screw(s)" in ui.statusLabel.text
+    assert "1 decompression(s)" in ui.statusLabel.text
+    assert ui.decompressionTable.column("Level") == ["L4-L5"] and ui.exportButton.enabled
+    assert float(ui.decompressionTable.column("Bone (cm³)")[0]) > 0
     table = ui.screwTable
     assert (
         table.rowCount == 12 and table.column("Vertebra")[:2] == ["L1", "L1"] and table.column("Vertebra")[-1] == "S1"
@@ -303,6 +329,19 @@ def test_planning_widget_cancel_on_scene_close_and_a_successful_run(load_module,
     line.SetNthControlPointPositionWorld(1, *(entry + [0.0, 0.0, 40.0]))
     assert table.column("Length (mm)")[row] == "40" and table.column("Grade")[row] != "A"
     assert "L4 left: breach" in ui.statusLabel.text
+
+    # export: without a folder the status says so (no dialog); with one, the files in LPS
+    widget.onExport()
+    assert "No export folder" in ui.statusLabel.text
+    parameters.exportDirectory = tmp_path
+    widget.onExport()
+    assert "exported" in ui.statusLabel.text and (tmp_path / "exports.json").is_file()
+    assert "LPS" in (tmp_path / "screw_L4_left.stl").read_bytes()[:80].decode("ascii")
+    widget.onView("posterior")  # no 3D view camera in this scene: said in the status
+    assert "no 3D view camera" in ui.statusLabel.text
+    camera = app_scene.AddNewNodeByClass("vtkMRMLCameraNode")
+    widget.onView("superior")
+    assert np.array(camera.GetPosition())[2] > np.array(camera.GetFocalPoint())[2]
     widget.cleanup()
     assert widget.logic._observations == []
 

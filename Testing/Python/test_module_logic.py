@@ -620,6 +620,10 @@ def test_stenosis_logic_cancel_and_bad_input(load_module, slicer_scene, no_globa
 
 
 def test_planning_logic_no_go_zone(load_module, slicer_scene, no_global_scene, phantom):
+    """A label map alone (the old console call): the plan's no-go zone is the library's, bone and sac are added."""
+    from lumbarspine.planning.panel_support import NO_GO_SEGMENT, plan_image, unpack_masks
+    from lumbarspine.planning.scene import NO_GO_COLOR
+
     module = load_module("SpinePlanning")
     scene = slicer_scene.scene
     logic = module.SpinePlanningLogic()
@@ -639,28 +643,33 @@ def test_planning_logic_no_go_zone(load_module, slicer_scene, no_global_scene, p
         )
     node = result.outputSegmentation
     assert node.IsA("vtkMRMLSegmentationNode") and node.GetScene() is scene
-    assert _count(scene, "vtkMRMLSegmentationNode") == segmentations + 1
-    assert node.GetName().startswith("PlanningLabels_nogo_2mm")
+    assert _count(scene, "vtkMRMLSegmentationNode") == segmentations + 3  # plan, vertebrae, dural sac
+    assert node.GetName().startswith("PlanningLabels_plan")
+    assert result.nodes["vertebrae"].GetName().startswith("PlanningLabels vertebrae")
+    assert result.nodes["dural_sac"].GetName().startswith("PlanningLabels dural sac")
+    assert result.nodes["labels"] is labelmap and logic.planLabelmap(node) is labelmap  # its voxels were planned
+    assert result.decompressions == [] and result.nodes["decompression_table"] is None
     segmentation = node.GetSegmentation()
     assert segmentation.GetNumberOfSegments() == 1
-    assert segmentation.GetNthSegment(0).GetName() == "no_go_zone"
-    assert segmentation.GetNthSegment(0).GetColor() == pytest.approx((1.0, 0.0, 0.0))
+    assert segmentation.GetNthSegment(0).GetName() == NO_GO_SEGMENT
+    assert segmentation.GetNthSegment(0).GetColor() == pytest.approx(NO_GO_COLOR)
     import slicer
 
     surface = slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
     assert segmentation.ContainsRepresentation(surface)
     assert recorder.fractions[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in recorder.fractions)
 
-    expected = no_go_zone(labels, margin_mm=2.0)
-    expected_voxels = int(np.count_nonzero(expected.array))
+    planned = plan_image(None, labels, margin_mm=2.0)
+    expected = unpack_masks(planned["masks"], planned["mask_names"])[NO_GO_SEGMENT]
+    assert expected.sum() >= np.count_nonzero(no_go_zone(labels, margin_mm=2.0).array) * 0.95
     exported = segmentation_node_to_labels(node, scene, reference=labels)
     assert exported.same_geometry(labels)
-    assert int(np.count_nonzero(exported.array)) == expected_voxels
-    np.testing.assert_array_equal(exported.array != 0, expected.array != 0)
-    assert result.zoneVolumeMm3 == pytest.approx(expected_voxels * float(np.prod(labels.spacing)))
+    np.testing.assert_array_equal(exported.array != 0, expected)
+    assert result.zoneVolumeMm3 == pytest.approx(expected.sum() * float(np.prod(labels.spacing)))
     np.testing.assert_array_equal(volume_from_node(labelmap).array, labels.array)
 
-    # a wider margin into the same node (the Widget passes its output back): reused, larger
+    # a wider margin into the same node (the Widget passes its output back): reused, larger, nothing piles up
+    nodes = scene.GetNumberOfNodes()
     with no_global_scene():
         wider = logic.process(
             labelmap,
@@ -672,11 +681,153 @@ def test_planning_logic_no_go_zone(load_module, slicer_scene, no_global_scene, p
             scene=scene,
         )
     assert wider.outputSegmentation.GetID() == node.GetID()
-    assert _count(scene, "vtkMRMLSegmentationNode") == segmentations + 1
+    assert _count(scene, "vtkMRMLSegmentationNode") == segmentations + 3 and scene.GetNumberOfNodes() == nodes
     assert node.GetSegmentation().GetNumberOfSegments() == 1
-    exported = segmentation_node_to_labels(node, scene, reference=labels)
-    assert int(np.count_nonzero(exported.array)) == int(np.count_nonzero(no_go_zone(labels, margin_mm=5.0).array))
+    assert not node.GetSegmentation().ContainsRepresentation(surface)
     assert wider.zoneVolumeMm3 > result.zoneVolumeMm3
+
+
+def test_planning_logic_plans_an_image_with_grades_exports_and_turns_the_cameras(
+    load_module, slicer_scene, no_global_scene, phantom, tmp_path
+):
+    """The CT with its label map and the stenosis table of SpineStenosis: decompressions at the moderate /
+    severe levels as segments and a table, the sac coloured by grade, the export in LPS, the camera presets."""
+    import json
+
+    from lumbarspine.planning.panel_support import decompression_rows, plan_image, unpack_masks
+    from lumbarspine.slicer_nodes import table_node_from_rows
+
+    module = load_module("SpinePlanning")
+    scene = slicer_scene.scene
+    logic = module.SpinePlanningLogic()
+    image = volume_to_node(phantom.image, scene, name="PlanCT")
+    labelmap = volume_to_node(phantom.labels, scene, name="PlanLabels")
+    grading = [  # the columns of SpineStenosis' table (lumbarspine.grading.core.table_rows)
+        {"level": "L3-L4", "dural_sac_area_mm2": 140.0, "grade": "Normal/Mild"},
+        {"level": "L4-L5", "dural_sac_area_mm2": 60.0, "grade": "Severe"},
+    ]
+    table = table_node_from_rows(grading, scene, name="PlanCT_stenosis")
+    with no_global_scene():
+        result = logic.process(image, labelmap, gradesTable=table, createSurface=False, scene=scene)
+    output = result.outputSegmentation
+    assert output.GetName().startswith("PlanCT_plan")
+    names = [output.GetSegmentation().GetNthSegment(i).GetName() for i in range(2)]
+    assert sorted(names) == ["Decompression L4-L5", "No-go zone"]
+    planned = plan_image(phantom.image, phantom.labels, grades={"L3-L4": "normal/mild", "L4-L5": "severe"})
+    expected = decompression_rows(planned["decompressions"])
+    assert [row["level"] for row in expected] == ["L4-L5"]
+    assert result.decompressions == logic.decompressionRows(output) == json.loads(json.dumps(expected))
+    row = result.decompressions[0]
+    assert row["bone_volume_cm3"] > 0 and 0 < row["facet_left_removed_pct"] <= 50.0
+    assert 0 < row["facet_right_removed_pct"] <= 50.0  # at most half of each facet (clinical-reference.md)
+    assert row["canal_area_after_mm2"] > row["canal_area_before_mm2"] > 0
+    assert rows_from_table_node(result.nodes["decompression_table"])[0]["level"] == "L4-L5"
+    mask = unpack_masks(planned["masks"], planned["mask_names"])["Decompression L4-L5"]
+    exported = segmentation_node_to_labels(output, scene, reference=phantom.labels)
+    segment_value = sorted(int(v) for v in np.unique(exported.array[mask]) if v)
+    assert len(segment_value) >= 1  # the decompression segment covers the library's mask
+    sac = result.nodes["dural_sac"].GetSegmentation()
+    sac_names = {sac.GetNthSegment(i).GetName() for i in range(sac.GetNumberOfSegments())}
+    assert "Dural sac L4-L5 (severe)" in sac_names and "Dural sac L3-L4 (normal/mild)" in sac_names
+    assert len(result.screws) == len(planned["screws"]) == 12
+
+    # levels ticked instead: those are decompressed, the grades still colour the sac
+    with no_global_scene():
+        picked = logic.process(
+            image,
+            labelmap,
+            gradesTable=table,
+            levels="L3-L4, l4-l5",
+            outputSegmentation=output,
+            scene=scene,
+            createSurface=False,
+        )
+    assert [r["level"] for r in picked.decompressions] == ["L3-L4", "L4-L5"]
+    assert output.GetSegmentation().GetNumberOfSegments() == 3
+
+    # export: screws as they are now (one resized) and the volumes, in LPS, never a dialog
+    line = picked.screws[0]
+    logic.resizeScrew(line, logic.planLabelmap(output), 5.0, 35.0)
+    with no_global_scene():
+        message = logic.exportPlan(output, tmp_path, "LPS", scene)
+    sidecar = json.loads((tmp_path / "exports.json").read_text())
+    assert sidecar["coordinate_system"] == "LPS" and "LPS" in message
+    kinds = [o["kind"] for o in sidecar["objects"]]
+    assert kinds.count("screw") == 12 and kinds.count("decompression") == 2 and kinds.count("no-go zone") == 1
+    first = next(o for o in sidecar["objects"] if o["name"] == f"screw {line.GetName()}")
+    assert (first["diameter_mm"], first["length_mm"]) == (5.0, 35.0)
+    decompressed = {o["level"]: o["volume_cm3"] for o in sidecar["objects"] if o["kind"] == "decompression"}
+    assert decompressed == pytest.approx({r["level"]: r["bone_volume_cm3"] for r in picked.decompressions}, abs=1e-3)
+    stl = (tmp_path / first["files"]["stl"]).read_bytes()
+    assert b"LPS" in stl[:80]
+    obj = (tmp_path / first["files"]["obj"]).read_text().splitlines()
+    entry = np.array(line.GetNthControlPointPositionWorld(0))
+    vertices = np.array([[float(v) for v in text.split()[1:]] for text in obj if text.startswith("v ")])
+    assert np.min(np.linalg.norm(vertices - entry * [-1.0, -1.0, 1.0], axis=1)) < 3.0  # LPS = RAS with x, y negated
+    for bad in ({"coordinates": "XYZ"}, {"folder": ""}):
+        with pytest.raises(ValueError, match="coordinate system|export folder"):
+            logic.exportPlan(output, bad.get("folder", tmp_path), bad.get("coordinates", "RAS"), scene)
+
+    # the camera presets: posterior, left, from above, around the planned spine
+    camera = scene.AddNewNodeByClass("vtkMRMLCameraNode")
+    kji = np.argwhere(phantom.labels.array > 0)
+    centre = phantom.labels.ijk_to_ras_points(kji[:, ::-1].astype(float))
+    centre = (centre.min(axis=0) + centre.max(axis=0)) / 2
+    for view, direction in (("posterior", [0, -1, 0]), ("left", [-1, 0, 0]), ("superior", [0, 0, 1])):
+        with no_global_scene():
+            assert logic.showView(output, view, scene) == 1
+        focal, position = np.array(camera.GetFocalPoint()), np.array(camera.GetPosition())
+        np.testing.assert_allclose(focal, centre, atol=1e-6)
+        np.testing.assert_allclose((position - focal) / np.linalg.norm(position - focal), direction, atol=1e-9)
+    with pytest.raises(ValueError, match="Unknown view"):
+        logic.showView(output, "oblique", scene)
+
+    # bad grades and levels
+    with pytest.raises(ValueError, match="not both"):
+        logic.makeJob(image, labelmap, gradesTable=table, gradesReport=tmp_path / "report.json")
+    with pytest.raises(ValueError, match="does not exist"):
+        logic.makeJob(image, labelmap, gradesReport=tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="not a disc level"):
+        logic.makeJob(image, labelmap, levels="L4-L5, L9")
+    assert logic.makeJob(image, labelmap, gradesReport=Path(".")).kwargs["grades"] is None  # an empty path widget
+
+
+def test_planning_logic_segments_automatically_and_reads_a_report(
+    load_module, slicer_scene, no_global_scene, phantom, tmp_path
+):
+    """No label map: the CT is segmented (its label map added to the scene and used by the screw edits);
+    the grades come from a report.json as 'lumbarspine grade' writes it."""
+    import json
+
+    module = load_module("SpinePlanning")
+    scene = slicer_scene.scene
+    image = volume_to_node(phantom.image, scene, name="AutoCT")
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"levels": [{"level": "L4-L5", "central_canal_grade": "severe"}]}))
+    logic = module.SpinePlanningLogic()
+    with no_global_scene():
+        result = logic.process(image, None, gradesReport=str(report), createSurface=False, scene=scene)
+    labels_node = result.nodes["labels"]
+    assert labels_node.IsA("vtkMRMLLabelMapVolumeNode") and labels_node.GetName().startswith("AutoCT_segmentation")
+    assert logic.planLabelmap(result.outputSegmentation) is labels_node
+    labels = volume_from_node(labels_node)
+    assert labels.same_geometry(phantom.image) and {2, 45, 50} <= set(np.unique(labels.array).tolist())
+    assert [row["level"] for row in result.decompressions] == ["L4-L5"]
+    assert len(result.screws) >= 8
+    line = result.screws[0]
+    assert "grade" in logic.resizeScrew(line, labels_node, 5.0, 35.0)
+    # a rerun replaces the automatic label map with the new one
+    nodes = scene.GetNumberOfNodes()
+    with no_global_scene():
+        logic.process(
+            image,
+            None,
+            gradesReport=report,
+            outputSegmentation=result.outputSegmentation,
+            createSurface=False,
+            scene=scene,
+        )
+    assert scene.GetNumberOfNodes() == nodes and labels_node.GetScene() is None
 
 
 def test_planning_logic_plans_screws_and_a_rerun_replaces_them(load_module, slicer_scene, no_global_scene, phantom):
@@ -832,7 +983,7 @@ def test_planning_logic_cancel_and_bad_input(load_module, slicer_scene, no_globa
     assert mid.fractions == [0.05, 0.15]
     assert _count(scene, "vtkMRMLSegmentationNode") == segmentations
 
-    with pytest.raises(ValueError, match="No input label map"):
+    with pytest.raises(ValueError, match="No input image"):
         run(None)
     with pytest.raises(ValueError, match="no image data"):
         run(scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "Empty"))
