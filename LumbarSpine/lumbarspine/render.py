@@ -28,11 +28,13 @@ DISPLAYABLE_MANAGERS_3D = (
     "vtkMRMLMarkupsDisplayableManager",
 )
 
-# Camera azimuth / elevation (degrees) applied after looking from the anterior (patient's front).
+# Camera azimuth / elevation (degrees) applied after looking from the anterior (patient's front, +A)
+# with the view-up superior. VTK's Azimuth turns the camera counter-clockwise seen from above: +90
+# takes it from +A to -R (the patient's left), -90 to +R (the patient's right).
 CAMERA_VIEWS: dict[str, tuple[float, float]] = {
     "anterior": (0.0, 0.0),
-    "left": (-90.0, 0.0),
-    "right": (90.0, 0.0),
+    "left": (90.0, 0.0),
+    "right": (-90.0, 0.0),
     "posterior": (180.0, 0.0),
     "oblique": (-50.0, 15.0),
 }

@@ -190,3 +190,34 @@ def test_committed_color_table_matches_the_label_convention(tmp_path, slicer_sce
     for info in TOTALSPINESEG:
         # Slicer shows underscores in colour names as spaces
         assert node.GetColorName(info.value).replace(" ", "_") == info.name
+
+
+@pytest.mark.parametrize(
+    ("view", "direction"),
+    [
+        ("anterior", (0, 1, 0)),
+        ("posterior", (0, -1, 0)),
+        ("left", (-1, 0, 0)),  # the patient's left is -R
+        ("right", (1, 0, 0)),
+        ("superior", (0, 0, 1)),
+    ],
+)
+def test_named_views_look_from_that_side_of_the_patient(view, direction):
+    """The camera of each named view sits on that side of the scene (RAS), looking at its centre."""
+    import numpy as np
+    import vtk
+
+    from lumbarspine.render import _place_camera
+
+    renderer = vtk.vtkRenderer()
+    source = vtk.vtkCubeSource()
+    source.SetBounds(-10, 10, -20, 20, -40, 40)
+    mapper = vtk.vtkPolyDataMapper()
+    mapper.SetInputConnection(source.GetOutputPort())
+    actor = vtk.vtkActor()
+    actor.SetMapper(mapper)
+    renderer.AddActor(actor)
+    _place_camera(renderer, view, 1.0)
+    camera = renderer.GetActiveCamera()
+    seen_from = np.asarray(camera.GetPosition()) - np.asarray(camera.GetFocalPoint())
+    np.testing.assert_allclose(seen_from / np.linalg.norm(seen_from), direction, atol=1e-9)
