@@ -100,6 +100,11 @@ SPINE_RADIUS_MM = 65.0
 # pedicle-lamina junction laterally at pedicle height, the spinous process runs back on the mid-line behind the
 # laminae). They are rounded to the millimetre; checked on the phantom (whose processes are boxes at these
 # places, :mod:`lumbarspine.phantom.rasterize`) and looked at on the 3 mm TotalSegmentator example CT.
+PEDICLE_BAND_MAX_W_MM = 3.0
+"""The pedicle band (the cranio-caudal extent of the pedicle, 5th-95th percentile of ``t``) is measured on the
+pedicle voxels less than this (mm) in front of the canal centre: there, beside the canal, the only bone of the
+vertebra is the pedicle, whereas nearer the body the pedicle zone also holds the body's postero-lateral corner
+over the body's whole height (real vertebrae: the body's back is flat, not elliptic)."""
 SPINOUS_HALF_WIDTH_MM = 6.0
 """Half-width (mm, right-left) of the mid-line zone the spinous process is taken from (the lumbar spinous
 process is a sagittal plate some 5-10 mm thick; the phantom's is 6 mm)."""
@@ -297,8 +302,10 @@ def _subregions(
 
     1. **body** (50): ``w >`` :data:`BODY_HULL_MIN_W_MM` (in front of the body's posterior wall).
     2. **pedicle** left/right (51/52): beside the canal between the body and the arch (:data:`PEDICLE_W_MM`
-       widened to the body, :data:`PEDICLE_U_MM`). The pedicle voxels of each side give that side's
-       *pedicle band* along ``t`` (their 5th-95th percentile; the body's upper half when a side has none).
+       widened to the body, :data:`PEDICLE_U_MM`). The pedicle voxels of each side behind
+       :data:`PEDICLE_BAND_MAX_W_MM` give the vertebra's *pedicle band* along ``t`` (their 5th-95th
+       percentile, the mean of the two sides; one side's when the other has none, the body's upper half
+       when neither has).
     3. **spinous process** (42): ``|u| <`` :data:`SPINOUS_HALF_WIDTH_MM` and more than
        :data:`LAMINA_THICKNESS_MM` behind the canal's posterior wall (measured on the mid-line at the
        pedicle band): the bone behind the lamina on the mid-line.
@@ -356,7 +363,7 @@ def _split_arch(
     body_t = t[mine & (out == SUBREGIONS["body"])]
     bands: dict[str, tuple[float, float]] = {}
     for side in ("left", "right"):
-        ped_t = t[mine & (out == SUBREGIONS[f"pedicle_{side}"])]
+        ped_t = t[mine & (out == SUBREGIONS[f"pedicle_{side}"]) & (w < PEDICLE_BAND_MAX_W_MM)]
         if ped_t.size >= 5:
             bands[side] = (float(np.percentile(ped_t, 5)), float(np.percentile(ped_t, 95)))
     if not bands and body_t.size:
@@ -364,9 +371,9 @@ def _split_arch(
         bands = {"left": ((lo + hi) / 2, hi), "right": ((lo + hi) / 2, hi)}
     if not bands:
         return
-    for side, other in (("left", "right"), ("right", "left")):
-        if side not in bands:
-            bands[side] = bands[other]
+    # one band for both sides (a vertebra is symmetric; the mean of two noisy percentiles is steadier)
+    band = (float(np.mean([b[0] for b in bands.values()])), float(np.mean([b[1] for b in bands.values()])))
+    bands = {"left": band, "right": band}
     band_lo = min(b[0] for b in bands.values())
     band_hi = max(b[1] for b in bands.values())
     mid_canal = canal & (np.abs(u) < 3.0) & (t >= band_lo) & (t <= band_hi)
