@@ -11,6 +11,8 @@ reach Dice 0.81 (T12) / 0.81 (L1) / 0.85 (L2, cut by the field of view) against 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -369,3 +371,72 @@ def test_classic_entry_points_run_on_the_automatic_ct_segmentation(trajectory):
         assert beyond["gertzbein_robbins"] == "A", (screw.name, trajectory, beyond["breach_mm"])
     for refused in result["refused"]:
         assert refused.reason and "sub-regions" not in refused.reason and "needs the" not in refused.reason
+
+
+def test_subregions_exported_with_names(tmp_path):
+    """subregions.seg.nrrd holds one named segment per sub-region (the map itself), anatomy.json their names and
+    voxels per vertebra."""
+    import json
+
+    import slicerio
+
+    from lumbarspine.anatomy.model import SUBREGION_NAMES
+    from lumbarspine.anatomy.outputs import write_anatomy_outputs
+
+    phantom, anatomy = _segmented("axial-1.5mm-osteophytes-stenosis")
+    paths = write_anatomy_outputs(tmp_path, phantom.image, anatomy)
+    assert Path(paths["subregions"]).name == "subregions.seg.nrrd"
+    seg = slicerio.read_segmentation(paths["subregions"])
+    sub = anatomy.subregions.array
+    present = sorted(int(v) for v in np.unique(sub) if v)
+    assert sorted(s["labelValue"] for s in seg["segments"]) == present
+    assert {s["name"] for s in seg["segments"]} >= {
+        "superior articular process left", "inferior articular process right", "transverse process left",
+        "spinous process", "arch (laminae and pars)", "pedicle right", "vertebral body",
+    }  # fmt: skip
+    for code in (42, 45, 48):
+        mask = slicerio.segment_mask(seg, SUBREGION_NAMES[code]).transpose(2, 1, 0)
+        np.testing.assert_array_equal(mask, sub == code)
+    summary = json.loads(Path(paths["anatomy"]).read_text())
+    assert summary["has_subregions"] and summary["files"]["subregions"] == "subregions.seg.nrrd"
+    assert summary["subregions"]["codes"]["45"] == "superior articular process left"
+    l3 = summary["subregions"]["voxels_per_vertebra"]["L3"]
+    label = anatomy.vertebra("L3").label
+    assert l3["transverse process right"] == np.count_nonzero((anatomy.labels.array == label) & (sub == 44))
+    assert set(summary["subregions"]["voxels_per_vertebra"]["S1"]) == {
+        SUBREGION_NAMES[c] for c in (41, 42, 45, 46, 50, 51, 52)
+    }
+
+
+def test_real_ct_subregions_present_on_their_side(shared_data):
+    """The 3 mm TotalSegmentator example CT: for L1-L5 and S1 (all fully in view) the body, both pedicles, both
+    transverse processes (not S1), both superior articular processes and the spinous process are there, on the
+    patient's side (RAS) of the vertebra's body, the superior articular processes above the pedicles and the
+    spinous process behind the laminae. Not checked: the inferior articular processes (0-24 voxels per vertebra):
+    on 3 mm voxels the facet joint space is invisible and the vertebra split cuts through the pars, so each
+    inferior articular process goes to the vertebra below (see Resources/Examples/ct_subregions.png)."""
+    from lumbarspine.anatomy.model import SUBREGIONS
+
+    image = read_volume(shared_data / "totalseg_example_ct.nii.gz")
+    anatomy = segment_ct(image)
+    labels, sub = anatomy.labels.array, anatomy.subregions.array
+    for name in LUMBAR:
+        info = anatomy.vertebra(name)
+        assert info is not None and not info.truncated, name
+        mine = labels == info.label
+
+        def centre(part, mine=mine, name=name):
+            pts = np.argwhere(mine & (sub == SUBREGIONS[part]))
+            assert len(pts) > 0, (name, part)
+            return anatomy.labels.ijk_to_ras_points(pts[:, ::-1].astype(float)).mean(axis=0)
+
+        body = centre("body")
+        for side, sign in (("left", -1.0), ("right", 1.0)):
+            parts = [f"pedicle_{side}", f"superior_articular_{side}"]
+            parts += [] if name == "S1" else [f"transverse_process_{side}"]
+            for part in parts:
+                assert sign * (centre(part)[0] - body[0]) > 5.0, (name, part)  # RAS x: + is the patient's right
+            assert centre(f"superior_articular_{side}")[2] > centre(f"pedicle_{side}")[2] + 2.0, (name, side)
+        spinous = centre("spinous_process")
+        assert abs(spinous[0] - body[0]) < 8.0, name
+        assert spinous[1] < centre("arch")[1] - 5.0, name  # posterior (smaller A) to the laminae
