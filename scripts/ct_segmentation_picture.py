@@ -3,7 +3,7 @@
 
 Writes a PNG (default ``Resources/Examples/ct_segmentation.png``) through the project's atomic writer.
 ``--subregions`` draws the vertebrae's sub-regions instead (axial slices through L3 and L4 at the level of
-their pedicles and of their articular processes, and a para-sagittal slice through the left facets;
+their pedicles and of their articular processes, and para-sagittal slices through the facets;
 default ``Resources/Examples/ct_subregions.png``).
 The slices are taken on an RAS-aligned grid (so any input orientation reads the same way): the
 mid-sagittal plane through the canal's median right-left position, and axial planes through the
@@ -104,7 +104,8 @@ def _draw_subregions(ax, image: np.ndarray, sub: np.ndarray, extent, title: str)
 
 def subregion_picture(volume, anatomy, out: str, title: str) -> None:
     """Axial slices through L3 and L4 (pedicle level, superior articular level, inferior articular level) and a
-    para-sagittal slice through the left facets, the sub-regions coloured, with a legend."""
+    para-sagittal slice through the left (L3 row) and right (L4 row) facets, the sub-regions coloured, with a
+    legend."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
@@ -120,7 +121,7 @@ def subregion_picture(volume, anatomy, out: str, title: str) -> None:
     lo = np.asarray(grid.origin)
     nk, nj, ni = labels.shape
     picks = [v for v in anatomy.vertebrae if v.name in ("L3", "L4")] or list(anatomy.vertebrae[1:3])
-    fig, axes = plt.subplots(len(picks), 4, figsize=(14, 3.8 * len(picks)), dpi=90, squeeze=False)
+    fig, axes = plt.subplots(len(picks), 4, figsize=(14, 4.1 * len(picks)), dpi=90, squeeze=False, layout="constrained")
     ext_ax = (-(lo[0] + (ni - 1) * sp), -lo[0] + sp, lo[1], lo[1] + nj * sp)
     for row, v in enumerate(picks):
         mine = labels == v.label
@@ -153,8 +154,10 @@ def subregion_picture(volume, anatomy, out: str, title: str) -> None:
                 (j0, i0), (j1, i1) = nz.min(axis=0), nz.max(axis=0)
                 ax.set_xlim(ext_ax[0] + (ni - 1 - i1 - 8) * sp, ext_ax[0] + (ni - 1 - i0 + 8) * sp)
                 ax.set_ylim(lo[1] + (j0 - 8) * sp, lo[1] + (j1 + 8) * sp)
-        # para-sagittal through the left superior articular process: rows S, columns A (anterior to the right)
-        pts = np.argwhere(mine & (sub == SUBREGIONS["superior_articular_left"]))
+        # para-sagittal through the superior articular process (left for the first vertebra, right for the
+        # second): rows S, columns A (anterior to the right)
+        side = "left" if row == 0 else "right"
+        pts = np.argwhere(mine & (sub == SUBREGIONS[f"superior_articular_{side}"]))
         i = int(np.median(pts[:, 2])) if len(pts) else ni // 2
         ax = axes[row][3]
         near = np.isin(labels[:, :, i], [x.label for x in anatomy.vertebrae])
@@ -163,7 +166,7 @@ def subregion_picture(volume, anatomy, out: str, title: str) -> None:
             image[:, :, i],
             np.where(near, sub[:, :, i], 0),
             (lo[1], lo[1] + nj * sp, lo[2], lo[2] + nk * sp),
-            f"para-sagittal, left facets (R = {lo[0] + i * sp:.0f} mm), anterior right",
+            f"para-sagittal, {side} facets (R = {lo[0] + i * sp:.0f} mm), anterior right",
         )
         xs = lo[1] + (np.arange(nj) + 0.5) * sp
         ys = lo[2] + (np.arange(nk) + 0.5) * sp
@@ -175,12 +178,11 @@ def subregion_picture(volume, anatomy, out: str, title: str) -> None:
     handles = [
         Patch(color=np.array(_SUBREGION_COLOURS[c]) / 255.0, label=n) for c, n in SUBREGION_NAMES.items() if c != 49
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=7)
+    fig.legend(handles=handles, loc="outside lower center", ncol=6, fontsize=7)
     fig.suptitle(
         f"{title}: axial views radiological (patient's right on the left, anterior up); white: the named vertebra",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     with atomic_output(out) as temp:
         fig.savefig(temp, format="png")
     plt.close(fig)
