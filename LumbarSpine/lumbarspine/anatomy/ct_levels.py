@@ -24,6 +24,9 @@ canal (:mod:`.ct_canal`) is known:
    when the segment is cut by the field of view); otherwise nothing is numbered (the caller warns).
 5. **Discs.** Soft tissue between two consecutive bodies: not bone, not canal, in front of the
    canal, with the upper body above and the lower body below it along ``t``.
+6. **Sub-regions** (:func:`_subregions`): body, pedicles, spinous process, transverse processes,
+   superior and inferior articular processes and the rest of the arch (laminae, pars) of each vertebra,
+   by position in the spine frame relative to its pedicles and the canal's walls (SPINEPS codes).
 """
 
 from __future__ import annotations
