@@ -363,32 +363,27 @@ def _split_arch(
     from .model import SUBREGIONS
 
     sacrum = sacrum_label is not None and int(label) == sacrum_label
-    body_t = t[mine & (out == SUBREGIONS["body"])]
-    bands: dict[str, tuple[float, float]] = {}
+    sides: list[tuple[float, float]] = []
     for side in ("left", "right"):
         ped_t = t[mine & (out == SUBREGIONS[f"pedicle_{side}"]) & (w < PEDICLE_BAND_MAX_W_MM)]
         if ped_t.size >= 5:
-            bands[side] = (float(np.percentile(ped_t, 5)), float(np.percentile(ped_t, 95)))
-    if not bands and body_t.size:
-        lo, hi = float(body_t.min()), float(body_t.max())
-        bands = {"left": ((lo + hi) / 2, hi), "right": ((lo + hi) / 2, hi)}
-    if not bands:
-        return
-    # one band for both sides (a vertebra is symmetric; the mean of two noisy percentiles is steadier)
-    band = (float(np.mean([b[0] for b in bands.values()])), float(np.mean([b[1] for b in bands.values()])))
-    bands = {"left": band, "right": band}
-    band_lo = min(b[0] for b in bands.values())
-    band_hi = max(b[1] for b in bands.values())
-    mid_canal = canal & (np.abs(u) < 3.0) & (t >= band_lo) & (t <= band_hi)
+            sides.append((float(np.percentile(ped_t, 5)), float(np.percentile(ped_t, 95))))
+    if sides:  # one band for both sides (a vertebra is symmetric; the mean of two noisy percentiles is steadier)
+        lo, hi = float(np.mean([b[0] for b in sides])), float(np.mean([b[1] for b in sides]))
+    else:
+        body_t = t[mine & (out == SUBREGIONS["body"])]
+        if body_t.size == 0:
+            return
+        lo, hi = (float(body_t.min()) + float(body_t.max())) / 2, float(body_t.max())
+    at_band = canal & (t >= lo) & (t <= hi)
+    mid_canal = at_band & (np.abs(u) < 3.0)  # the canal's mid-line strip (+-3 mm)
     w_back = float(np.percentile(w[mid_canal], 2)) if mid_canal.sum() >= 3 else -CANAL_BACK_DEFAULT_MM
-    band_canal = canal & (t >= band_lo) & (t <= band_hi)
-    canal_half = float(np.percentile(np.abs(u[band_canal]), 98)) if band_canal.sum() >= 3 else CANAL_HALF_DEFAULT_MM
+    canal_half = float(np.percentile(np.abs(u[at_band]), 98)) if at_band.sum() >= 3 else CANAL_HALF_DEFAULT_MM
     sel = arch & mine
     spinous = sel & (np.abs(u) < SPINOUS_HALF_WIDTH_MM) & (w < w_back - LAMINA_THICKNESS_MM)
     out[spinous] = SUBREGIONS["spinous_process"]
     sel &= ~spinous
     for side, sign in (("left", -1.0), ("right", 1.0)):
-        lo, hi = bands[side]
         lateral = sel & (sign * u > 0)
         if not sacrum:
             tp = (
