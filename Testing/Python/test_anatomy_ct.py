@@ -11,6 +11,8 @@ reach Dice 0.81 (T12) / 0.81 (L1) / 0.85 (L2, cut by the field of view) against 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -187,3 +189,254 @@ def test_real_ct_full_numbered_from_the_sacrum(shared_data):
     assert n == 1
     line = anatomy.centreline_ras
     assert line is not None and np.ptp(line[:, 2]) > 150.0  # from T12 into the sacrum
+
+
+# ------------------------------------------------------------------------------ posterior-arch sub-regions
+SUBREGION_CASES = ["axial-1.5mm-osteophytes-stenosis", "oblique-1.5mm", "oblique-lefthanded-1.5mm"]
+ARCH_PARTS = ("spinous_process", "transverse_process", "superior_articular", "inferior_articular")
+KNOWN_SPLIT_ERRORS = {("oblique-lefthanded-1.5mm", "L5", "spinous_process")}
+"""Sub-regions missing because the vertebra split (watershed), not the sub-region rules, gives the part to a
+neighbour: on the oblique left-handed 1.5 mm grid the L5 spinous process goes to the sacrum (checked below)."""
+
+
+def _codes(part: str) -> dict[str, int]:
+    """{side: sub-region code} of a part (the spinous process has one code, on the mid-line)."""
+    from lumbarspine.anatomy.model import SUBREGIONS
+
+    if part == "spinous_process":
+        return {"mid": SUBREGIONS[part]}
+    return {side: SUBREGIONS[f"{part}_{side}"] for side in ("left", "right")}
+
+
+def _phantom_parts(phantom, name: str) -> dict[str, np.ndarray]:
+    """Voxels of the phantom's posterior-arch parts of vertebra ``name`` (truth label and the part's box in the
+    phantom's own (s, u, w) frame, as lumbarspine.phantom.rasterize draws them), keyed like :func:`_codes`."""
+    from lumbarspine.phantom.anatomy import CANAL_SEMI_AP_MM, FACET_GAP_MM, Centreline, build_layout
+    from lumbarspine.phantom.rasterize import SAP_INNER_U_MM
+
+    v = next(x for x in build_layout().vertebrae if x.name == name)
+    mine = phantom.labels.array == v.label
+    kji = np.argwhere(mine)
+    s, u, w = Centreline().ras_to_suw(phantom.labels.ijk_to_ras_points(kji[:, ::-1].astype(float)))
+    ss, au, h2, sp = s - v.s_center, np.abs(u), v.height / 2, v.pedicle_s - v.s_center
+
+    def inside(x, lo, hi):
+        return (x > lo) & (x < hi)
+
+    boxes = {
+        "spinous_process": inside(ss, -h2 - 4, h2 - 8)
+        & (au < 3)
+        & inside(w, -(CANAL_SEMI_AP_MM + v.spinous_length), -(CANAL_SEMI_AP_MM + 3)),
+        "transverse_process": inside(ss, sp - 4, sp + 4)
+        & inside(au, v.pedicle_u + 2, v.pedicle_u + v.pedicle_width / 2 + v.transverse_length)
+        & inside(w, -8, -2),
+        "superior_articular": inside(ss, h2 - 6, h2 + 9) & inside(au, SAP_INNER_U_MM, 19.5) & inside(w, -13, -4),
+        "inferior_articular": inside(ss, -h2 - 9, -h2 + 5)
+        & inside(au, 8, SAP_INNER_U_MM - FACET_GAP_MM)
+        & inside(w, -15, -6),
+    }
+    out = {}
+    for part, in_box in boxes.items():
+        for side in _codes(part):
+            keep = in_box & ((u < 0) if side == "left" else (u > 0) if side == "right" else True)
+            mask = np.zeros(mine.shape, dtype=bool)
+            mask[tuple(kji[keep].T)] = True
+            out[f"{part} {side}"] = mask
+    return out
+
+
+@pytest.mark.parametrize("case", SUBREGION_CASES)
+def test_phantom_arch_subregions_present_on_their_side_and_in_order(case):
+    """Every sub-region of L1-L5 is there, left in RAS on the patient's left, the superior articular process
+    above the inferior one, the spinous process behind the lamina, the transverse process lateral of the pedicle."""
+    from lumbarspine.anatomy.model import SUBREGIONS
+
+    phantom, anatomy = _segmented(case)
+    labels, sub = anatomy.labels.array, anatomy.subregions.array
+    grid = anatomy.labels
+    for name in LUMBAR[:-1]:
+        info = phantom.truth["vertebrae"][name]
+        canal = np.array(info["canal_center_ras"])
+        superior, anterior = np.array(info["body_axis_ras"]), np.array(info["anterior_direction_ras"])
+        right = np.cross(anterior, superior)  # RAS +x for this phantom
+        mine = labels == anatomy.vertebra(name).label
+
+        def centroid(code, mine=mine, canal=canal):
+            pts = np.argwhere(mine & (sub == code))
+            return grid.ijk_to_ras_points(pts[:, ::-1].astype(float)).mean(axis=0) - canal if len(pts) else None
+
+        c = {}
+        for part in (
+            "body",
+            "pedicle_left",
+            "pedicle_right",
+            "arch",
+            *[f"{p} {s}" for p in ARCH_PARTS for s in _codes(p)],
+        ):
+            code = SUBREGIONS[part] if " " not in part else _codes(part.split()[0])[part.split()[1]]
+            c[part] = centroid(code)
+            if (case, name, part.split()[0]) in KNOWN_SPLIT_ERRORS:
+                continue
+            assert c[part] is not None and np.count_nonzero(mine & (sub == code)) >= 10, (case, name, part)
+        for part, at in c.items():
+            if at is None or part.endswith(" mid") or part in ("body", "arch"):
+                continue
+            assert (at @ right < 0) == part.endswith("left"), (case, name, part, at @ right)
+        for side in ("left", "right"):
+            sap, iap = c[f"superior_articular {side}"], c[f"inferior_articular {side}"]
+            assert sap @ superior > iap @ superior + 10.0, (case, name, side)
+            assert abs(c[f"transverse_process {side}"] @ right) > abs(c[f"pedicle_{side}"] @ right) + 8.0, (name, side)
+        if c["spinous_process mid"] is not None:
+            assert c["spinous_process mid"] @ anterior < c["arch"] @ anterior - 5.0, (case, name)
+    # S1: the superior articular processes (facing L5) and the median crest
+    s1 = labels == anatomy.vertebra("S1").label
+    for code in (SUBREGIONS["superior_articular_left"], SUBREGIONS["superior_articular_right"], 42):
+        assert np.count_nonzero(s1 & (sub == code)) >= 10, (case, code)
+    for code in (43, 44, 47, 48):
+        assert not np.any(s1 & (sub == code)), (case, code)
+
+
+@pytest.mark.parametrize("case", SUBREGION_CASES)
+def test_phantom_arch_subregions_overlap_the_phantom_parts(case):
+    """Where the phantom has the part (its boxes, rasterize.py), our sub-region covers it and lies mostly in it.
+
+    Recall counts the part's voxels our split gave to the same vertebra (the watershed's errors are the
+    vertebra tests' business). Measured (1.5 mm grids): spinous / transverse / superior articular precision
+    0.58-0.99, recall 0.58-1.0; the inferior articular sub-region also takes the lateral lower lamina (the
+    phantom's lamina ring reaches under it), precision 0.19-0.40, recall within the vertebra 0.5-1.0. A part
+    the split gave mostly to another vertebra is counted instead: the split's cut runs through the facet joints
+    (1.5 mm joint space on 1.5 mm voxels) and gives 4-8 of the 35 parts of a grid, all articular processes
+    but the left-handed grid's L5 spinous process (to the sacrum), mostly to the neighbour.
+    """
+    phantom, anatomy = _segmented(case)
+    labels, sub = anatomy.labels.array, anatomy.subregions.array
+    given_away = []
+    for name in LUMBAR[:-1]:
+        label = anatomy.vertebra(name).label
+        parts = _phantom_parts(phantom, name)
+        for part in ARCH_PARTS:
+            for side, code in _codes(part).items():
+                whole = parts[f"{part} {side}"]
+                if np.count_nonzero(whole & (labels == label)) < 0.5 * np.count_nonzero(whole):
+                    # the split gave most of the part to a neighbour (or none): the vertebra's error, counted
+                    given_away.append((name, part, side))
+                    continue
+                truth = whole & (labels == label)
+                ours = (sub == code) & (labels == label)
+                recall = np.count_nonzero(ours & truth) / max(1, np.count_nonzero(truth))
+                precision = np.count_nonzero(ours & parts[f"{part} {side}"]) / max(1, np.count_nonzero(ours))
+                min_precision = 0.15 if part == "inferior_articular" else 0.5
+                assert recall >= 0.4 and precision >= min_precision, (case, name, part, side, recall, precision)
+    # only facets (the split's cut runs through the facet joints) and the one known spinous process go astray
+    assert len(given_away) <= 10, given_away
+    assert all(part.endswith("articular") or (name, part) == ("L5", "spinous_process") for name, part, _ in given_away)
+
+
+@pytest.mark.xfail(strict=True, reason="the vertebra split gives the L5 spinous process to the sacrum on this grid")
+def test_phantom_known_split_error_l5_spinous_oblique_lefthanded():
+    from lumbarspine.anatomy.model import SUBREGIONS
+
+    _, anatomy = _segmented("oblique-lefthanded-1.5mm")
+    l5 = anatomy.labels.array == anatomy.vertebra("L5").label
+    assert np.count_nonzero(l5 & (anatomy.subregions.array == SUBREGIONS["spinous_process"])) >= 10
+
+
+@pytest.mark.parametrize("trajectory", ["roy-camille", "magerl", "weinstein"])
+def test_classic_entry_points_run_on_the_automatic_ct_segmentation(trajectory):
+    """The classic entry points need the articular and transverse processes: on the automatic CT segmentation of
+    the phantom every side is planned (in bone, Gertzbein-Robbins A beyond the entry hole) or refused with its
+    reason. Measured: Roy-Camille and Magerl 10/10 lumbar sides planned, Weinstein 6/10 (four sides refused:
+    the lateral-inferior corner of the superior facet lies on a sliver of bone with 3 mm behind the pedicle)."""
+    from lumbarspine.planning.evaluate import evaluate_screw
+    from lumbarspine.planning.screws import PlanningParameters, plan_screws
+
+    _, anatomy = _segmented("axial-1.5mm-osteophytes-stenosis")
+    result = plan_screws(anatomy, PlanningParameters(trajectory=trajectory))
+    sides = {(s.vertebra, s.side) for s in result["screws"]} | {(r.vertebra, r.side) for r in result["refused"]}
+    assert sides == {(v, side) for v in LUMBAR for side in ("left", "right")}
+    lumbar = [s for s in result["screws"] if s.vertebra != "S1"]
+    assert all(s.trajectory == trajectory for s in lumbar)
+    assert len(lumbar) >= 5, [r.reason for r in result["refused"]]
+    for screw in result["screws"]:
+        if screw.vertebra == "S1":  # S1 keeps its own convergent trajectory
+            assert screw.evaluation["gertzbein_robbins"] == "A", (screw.name, screw.evaluation)
+            continue
+        # the planner lets the first 3 mm from a classic entry point (the entry hole in the dorsal cortex) lie
+        # partly outside the bone, and the evaluation counts that as breach (measured 0.6-2.4 mm, grade B/C, all
+        # of it within 4 mm of the entry): beyond the entry hole the screw is in bone, grade A
+        assert screw.evaluation["gertzbein_robbins"] in ("A", "B", "C"), (screw.name, screw.evaluation)
+        beyond = evaluate_screw(
+            anatomy, screw.entry_ras + 4.0 * screw.direction, screw.tip_ras, screw.diameter_mm, vertebra=screw.vertebra
+        )
+        assert beyond["gertzbein_robbins"] == "A", (screw.name, trajectory, beyond["breach_mm"])
+    for refused in result["refused"]:
+        assert refused.reason and "sub-regions" not in refused.reason and "needs the" not in refused.reason
+
+
+def test_subregions_exported_with_names(tmp_path):
+    """subregions.seg.nrrd holds one named segment per sub-region (the map itself), anatomy.json their names and
+    voxels per vertebra."""
+    import json
+
+    import slicerio
+
+    from lumbarspine.anatomy.model import SUBREGION_NAMES
+    from lumbarspine.anatomy.outputs import write_anatomy_outputs
+
+    phantom, anatomy = _segmented("axial-1.5mm-osteophytes-stenosis")
+    paths = write_anatomy_outputs(tmp_path, phantom.image, anatomy)
+    assert Path(paths["subregions"]).name == "subregions.seg.nrrd"
+    seg = slicerio.read_segmentation(paths["subregions"])
+    sub = anatomy.subregions.array
+    present = sorted(int(v) for v in np.unique(sub) if v)
+    assert sorted(s["labelValue"] for s in seg["segments"]) == present
+    assert {s["name"] for s in seg["segments"]} >= {
+        "superior articular process left", "inferior articular process right", "transverse process left",
+        "spinous process", "arch (laminae and pars)", "pedicle right", "vertebral body",
+    }  # fmt: skip
+    for code in (42, 45, 48):
+        mask = slicerio.segment_mask(seg, SUBREGION_NAMES[code]).transpose(2, 1, 0)
+        np.testing.assert_array_equal(mask, sub == code)
+    summary = json.loads(Path(paths["anatomy"]).read_text())
+    assert summary["has_subregions"] and summary["files"]["subregions"] == "subregions.seg.nrrd"
+    assert summary["subregions"]["codes"]["45"] == "superior articular process left"
+    l3 = summary["subregions"]["voxels_per_vertebra"]["L3"]
+    label = anatomy.vertebra("L3").label
+    assert l3["transverse process right"] == np.count_nonzero((anatomy.labels.array == label) & (sub == 44))
+    assert set(summary["subregions"]["voxels_per_vertebra"]["S1"]) == {
+        SUBREGION_NAMES[c] for c in (41, 42, 45, 46, 50, 51, 52)
+    }
+
+
+def test_real_ct_subregions_present_on_their_side(shared_data):
+    """The 3 mm TotalSegmentator example CT: for L1-L5 and S1 (all fully in view) the body, both pedicles, both
+    transverse processes (not S1), both superior articular processes and the spinous process are there, on the
+    patient's side (RAS) of the vertebra's body, the superior articular processes above the pedicles and the
+    spinous process behind the laminae. Not checked: the inferior articular processes (0-24 voxels per vertebra):
+    on 3 mm voxels the facet joint space is invisible and the vertebra split cuts through the pars, so each
+    inferior articular process goes to the vertebra below (see Resources/Examples/ct_subregions.png)."""
+    from lumbarspine.anatomy.model import SUBREGIONS
+
+    image = read_volume(shared_data / "totalseg_example_ct.nii.gz")
+    anatomy = segment_ct(image)
+    labels, sub = anatomy.labels.array, anatomy.subregions.array
+    for name in LUMBAR:
+        info = anatomy.vertebra(name)
+        assert info is not None and not info.truncated, name
+        mine = labels == info.label
+
+        def centre(part, mine=mine, name=name):
+            pts = np.argwhere(mine & (sub == SUBREGIONS[part]))
+            assert len(pts) > 0, (name, part)
+            return anatomy.labels.ijk_to_ras_points(pts[:, ::-1].astype(float)).mean(axis=0)
+
+        body = centre("body")
+        for side, sign in (("left", -1.0), ("right", 1.0)):
+            parts = [f"pedicle_{side}", f"superior_articular_{side}"]
+            parts += [] if name == "S1" else [f"transverse_process_{side}"]
+            for part in parts:
+                assert sign * (centre(part)[0] - body[0]) > 5.0, (name, part)  # RAS x: + is the patient's right
+            assert centre(f"superior_articular_{side}")[2] > centre(f"pedicle_{side}")[2] + 2.0, (name, side)
+        spinous = centre("spinous_process")
+        assert abs(spinous[0] - body[0]) < 8.0, name
+        assert spinous[1] < centre("arch")[1] - 5.0, name  # posterior (smaller A) to the laminae

@@ -23,17 +23,23 @@ CENTRELINE_STEP_MM = 2.0
 
 
 def _structures(labels: Volume) -> dict[int, tuple[np.ndarray, int, bool]]:
-    """Per label id: centroid (RAS mm), voxel count, touches the border of the grid."""
-    from scipy import ndimage
+    """Per label id: centroid (RAS mm), voxel count, touches the border of the grid.
 
+    Counted on the labelled voxels only (bincount): on a clinical-size grid (56 million voxels, a few
+    per cent labelled) this takes a fraction of a second, where ``scipy.ndimage``'s per-label statistics
+    over the whole grid took about 7 s.
+    """
     array = np.asarray(labels.array)
-    ids = np.unique(array)
-    ids = ids[ids != 0]
-    if ids.size == 0:
+    flat_index = np.flatnonzero(array)
+    if flat_index.size == 0:
         return {}
+    values = array.ravel()[flat_index]
+    ids, which = np.unique(values, return_inverse=True)
     index = [int(v) for v in ids]
-    counts = ndimage.sum_labels(np.ones(array.shape, dtype=np.int32), array, index)
-    centres = ndimage.center_of_mass(np.ones(array.shape, dtype=np.uint8), array, index)
+    counts = np.bincount(which, minlength=len(ids))
+    kji_all = np.unravel_index(flat_index, array.shape)
+    sums = [np.bincount(which, weights=axis_index, minlength=len(ids)) for axis_index in kji_all]
+    centres = [tuple(float(sums[d][n]) / counts[n] for d in range(3)) for n in range(len(ids))]
     border = np.zeros(array.shape, dtype=bool)
     border[[0, -1], :, :] = True
     border[:, [0, -1], :] = True

@@ -7,8 +7,11 @@ left-handed) and returns a :class:`~lumbarspine.anatomy.model.SpineAnatomy`:
   sacrum when it is in the field of view (L1..L5 = 41..45, T12.. above, sacrum 50) and unnumbered
   (300 + n from the top, with a warning) when it is not: the level names are never guessed;
 * discs (soft tissue between two consecutive bodies) with the matching disc ids;
-* coarse sub-regions of every vertebra (``anatomy.subregions``: 50 body, 51/52 pedicle left/right,
-  41 the rest of the posterior arch) from their position around the canal;
+* sub-regions of every vertebra (``anatomy.subregions``, SPINEPS codes as an imported SPINEPS map:
+  50 body, 51/52 pedicle left/right, 42 spinous process, 43/44 transverse, 45/46 superior and 47/48
+  inferior articular process left/right, 41 the laminae and pars) from their position in the spine
+  frame (:func:`.ct_levels._subregions`; the sacrum: body, pedicles, superior articular processes,
+  median crest);
 * the spinal canal (label 2): the space enclosed by each vertebral foramen, bridged across the disc
   levels by interpolation and joined into one tube; its centreline comes from
   :func:`~lumbarspine.anatomy.build.canal_centreline`.

@@ -24,6 +24,9 @@ canal (:mod:`.ct_canal`) is known:
    when the segment is cut by the field of view); otherwise nothing is numbered (the caller warns).
 5. **Discs.** Soft tissue between two consecutive bodies: not bone, not canal, in front of the
    canal, with the upper body above and the lower body below it along ``t``.
+6. **Sub-regions** (:func:`_subregions`): body, pedicles, spinous process, transverse processes,
+   superior and inferior articular processes and the rest of the arch (laminae, pars) of each vertebra,
+   by position in the spine frame relative to its pedicles and the canal's walls (SPINEPS codes).
 """
 
 from __future__ import annotations
@@ -93,6 +96,52 @@ SACRUM_MIN_LENGTH_MM = 40.0
 """Bone running on at least this far (mm along the canal) below the lowest disc is the sacrum."""
 SPINE_RADIUS_MM = 65.0
 """Bone farther than this from the canal (mm, right-left) belongs to something else (ribs, pelvis)."""
+
+# Sub-regions of the posterior arch (:func:`_subregions`). Position rules in the spine frame, from the adult
+# lumbar anatomy (the pedicle joins the body to the arch at the upper half of the body; the superior articular
+# process rises above it, the inferior one hangs from the lower lamina, the transverse process leaves the
+# pedicle-lamina junction laterally at pedicle height, the spinous process runs back on the mid-line behind the
+# laminae). They are rounded to the millimetre; checked on the phantom (whose processes are boxes at these
+# places, :mod:`lumbarspine.phantom.rasterize`) and looked at on the 3 mm TotalSegmentator example CT.
+PEDICLE_BAND_MAX_W_MM = 3.0
+"""The pedicle band (the cranio-caudal extent of the pedicle, 5th-95th percentile of ``t``) is measured on the
+pedicle voxels less than this (mm) in front of the canal centre: there, beside the canal, the only bone of the
+vertebra is the pedicle, whereas nearer the body the pedicle zone also holds the body's postero-lateral corner
+over the body's whole height (real vertebrae: the body's back is flat, not elliptic)."""
+SPINOUS_HALF_WIDTH_MM = 6.0
+"""Half-width (mm, right-left) of the mid-line zone the spinous process is taken from (the lumbar spinous
+process is a sagittal plate some 5-10 mm thick; the phantom's is 6 mm)."""
+LAMINA_THICKNESS_MM = 6.0
+"""Bone more than this (mm) behind the canal's posterior wall on the mid-line is spinous process, not lamina
+(the laminae and the root of the spinous process behind the canal are a few mm to ~8 mm thick in adults; the
+phantom's lamina ring is 6 mm)."""
+CANAL_BACK_DEFAULT_MM = 8.0
+"""Posterior wall of the canal (mm behind its centre) assumed when no canal is seen at a vertebra (lumbar canal
+AP diameter 15-18 mm; the phantom's 17 mm)."""
+TRANSVERSE_MIN_U_MM = 20.0
+"""Arch bone at pedicle height more than this (mm) lateral of the canal centre is transverse process: beyond the
+pedicles (canal half-width 10-13 mm plus a pedicle of 7-18 mm, whose lateral part the pedicle rule keeps up to
+:data:`PEDICLE_U_MM`)."""
+TRANSVERSE_BAND_MARGIN_MM = 2.0
+"""The transverse process is taken within this (mm along the canal) of the pedicle band (the process is about as
+tall as the pedicle at its root, 8-15 mm)."""
+TRANSVERSE_MAX_BEHIND_MM = 6.0
+"""... and at most this (mm) behind the canal's posterior wall: the process lies in the coronal plane of the
+pedicle-lamina junction, the articular processes (mammillary process) behind it."""
+ARTICULAR_MIN_U_MM = 6.0
+"""Inferior articular processes lie more than this (mm) lateral of the mid-line (the facet joints are 10-20 mm
+from the mid-line, the inferior process medial of the superior one below; medial of 6 mm lies the lamina and the
+spinous process)."""
+CANAL_HALF_DEFAULT_MM = 11.0
+"""Half-width of the canal (mm) assumed when no canal is seen at a vertebra. Superior articular processes lie
+lateral of the canal's lateral edge (measured at the pedicle band: the 98th percentile of ``|u|`` of the canal),
+beside and behind the lateral recess; medial of it, above the pedicles, lies the upper edge of the lamina."""
+SUPERIOR_ARTICULAR_BELOW_TOP_MM = 4.0
+"""Arch bone above (pedicle band top - this, mm) is superior articular process: the process's base reaches a few
+mm down beside the upper pedicle (phantom: 4 mm), its facet rises 10-15 mm above it."""
+INFERIOR_ARTICULAR_BELOW_MM = 4.0
+"""Arch bone more than this (mm) below the pedicle band is inferior articular process: between the two lies the
+pars interarticularis (arch), some 5-10 mm tall."""
 
 
 @dataclass
@@ -240,12 +289,46 @@ def _frame_coordinates(
     return out[0], out[1], out[2]
 
 
-def _subregions(vertebrae: np.ndarray, u: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Coarse sub-regions of the vertebra voxels from their position around the canal (SPINEPS codes +
-    project pedicles): body (50) in front of :data:`BODY_HULL_MIN_W_MM`; pedicles left (51, ``u < 0``) and
-    right (52) beside the canal between the body and the arch (:data:`PEDICLE_W_MM` widened to the body,
-    :data:`PEDICLE_U_MM`); the rest is the posterior arch (41: laminae, articular, transverse and spinous
-    processes together)."""
+def _subregions(
+    vertebrae: np.ndarray,
+    t: np.ndarray,
+    u: np.ndarray,
+    w: np.ndarray,
+    canal: np.ndarray,
+    sacrum_label: int | None,
+) -> np.ndarray:
+    """Sub-regions of the vertebra voxels (SPINEPS codes + project pedicles, :data:`~.model.SUBREGIONS`).
+
+    Every rule works in the spine frame of :class:`SpineFrame` (``t`` mm along the canal, superior
+    positive; ``u`` mm to the patient's right, so *left* is ``u < 0`` in RAS whatever the input grid;
+    ``w`` mm anterior of the canal centre), per vertebra, in this order (the first rule that holds wins):
+
+    1. **body** (50): ``w >`` :data:`BODY_HULL_MIN_W_MM` (in front of the body's posterior wall).
+    2. **pedicle** left/right (51/52): beside the canal between the body and the arch (:data:`PEDICLE_W_MM`
+       widened to the body, :data:`PEDICLE_U_MM`). The pedicle voxels of each side behind
+       :data:`PEDICLE_BAND_MAX_W_MM` give the vertebra's *pedicle band* along ``t`` (their 5th-95th
+       percentile, the mean of the two sides; one side's when the other has none, the body's upper half
+       when neither has).
+    3. **spinous process** (42): ``|u| <`` :data:`SPINOUS_HALF_WIDTH_MM` and more than
+       :data:`LAMINA_THICKNESS_MM` behind the canal's posterior wall (measured on the mid-line at the
+       pedicle band): the bone behind the lamina on the mid-line.
+    4. **transverse process** left/right (43/44): ``|u| >`` :data:`TRANSVERSE_MIN_U_MM` (lateral of the
+       pedicles), within :data:`TRANSVERSE_BAND_MARGIN_MM` of the pedicle band (the process leaves the
+       pedicle-lamina junction at pedicle height) and not more than :data:`TRANSVERSE_MAX_BEHIND_MM`
+       behind the canal's posterior wall (the articular processes lie behind it).
+    5. **superior articular process** left/right (45/46): lateral of the canal's lateral edge (measured,
+       :data:`CANAL_HALF_DEFAULT_MM`) and above ``band top -`` :data:`SUPERIOR_ARTICULAR_BELOW_TOP_MM`: the
+       process rises from the upper pedicle-lamina junction above the pedicle.
+    6. **inferior articular process** left/right (47/48): ``|u| >`` :data:`ARTICULAR_MIN_U_MM` and more
+       than :data:`INFERIOR_ARTICULAR_BELOW_MM` below the pedicle band: it hangs from the lower lamina.
+    7. the rest: **arch** (41): the laminae and the pars interarticularis between the two facets.
+
+    The sacrum (``sacrum_label``) gets only body, pedicles (S1 pedicle and the alae's root, as rule 2
+    finds them), the median crest as spinous process, the S1 superior articular processes (above the
+    band's top as in rule 5) and arch for the rest: it has no free transverse or inferior articular
+    processes. The rules are position rules, not a shape model: on a real CT a voxel near a boundary
+    may fall on either side (e.g. the root of a transverse process into the superior articular process).
+    """
     from .model import SUBREGIONS
 
     out = np.zeros(vertebrae.shape, dtype=np.uint8)
@@ -256,7 +339,68 @@ def _subregions(vertebrae: np.ndarray, u: np.ndarray, w: np.ndarray) -> np.ndarr
     out[body] = SUBREGIONS["body"]
     out[pedicle & (u < 0)] = SUBREGIONS["pedicle_left"]
     out[pedicle & (u > 0)] = SUBREGIONS["pedicle_right"]
+    arch = bone & ~body & ~pedicle
+    for index, sl in enumerate(ndimage.find_objects(vertebrae), start=1):
+        if sl is None:
+            continue
+        _split_arch(index, vertebrae[sl] == index, out[sl], arch[sl], t[sl], u[sl], w[sl], canal[sl], sacrum_label)
     return out
+
+
+def _split_arch(
+    label: int,
+    mine: np.ndarray,
+    out: np.ndarray,
+    arch: np.ndarray,
+    t: np.ndarray,
+    u: np.ndarray,
+    w: np.ndarray,
+    canal: np.ndarray,
+    sacrum_label: int | None,
+) -> None:
+    """Rules 3-7 of :func:`_subregions` for vertebra ``label`` (voxels ``mine`` of its bounding box; ``out``
+    changed in place)."""
+    from .model import SUBREGIONS
+
+    sacrum = sacrum_label is not None and int(label) == sacrum_label
+    sides: list[tuple[float, float]] = []
+    for side in ("left", "right"):
+        ped_t = t[mine & (out == SUBREGIONS[f"pedicle_{side}"]) & (w < PEDICLE_BAND_MAX_W_MM)]
+        if ped_t.size >= 5:
+            sides.append((float(np.percentile(ped_t, 5)), float(np.percentile(ped_t, 95))))
+    if sides:  # one band for both sides (a vertebra is symmetric; the mean of two noisy percentiles is steadier)
+        lo, hi = float(np.mean([b[0] for b in sides])), float(np.mean([b[1] for b in sides]))
+    else:
+        body_t = t[mine & (out == SUBREGIONS["body"])]
+        if body_t.size == 0:
+            return
+        lo, hi = (float(body_t.min()) + float(body_t.max())) / 2, float(body_t.max())
+    at_band = canal & (t >= lo) & (t <= hi)
+    mid_canal = at_band & (np.abs(u) < 3.0)  # the canal's mid-line strip (+-3 mm)
+    w_back = float(np.percentile(w[mid_canal], 2)) if mid_canal.sum() >= 3 else -CANAL_BACK_DEFAULT_MM
+    canal_half = float(np.percentile(np.abs(u[at_band]), 98)) if at_band.sum() >= 3 else CANAL_HALF_DEFAULT_MM
+    sel = arch & mine
+    spinous = sel & (np.abs(u) < SPINOUS_HALF_WIDTH_MM) & (w < w_back - LAMINA_THICKNESS_MM)
+    out[spinous] = SUBREGIONS["spinous_process"]
+    sel &= ~spinous
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        lateral = sel & (sign * u > 0)
+        if not sacrum:
+            tp = (
+                lateral
+                & (sign * u > TRANSVERSE_MIN_U_MM)
+                & (t > lo - TRANSVERSE_BAND_MARGIN_MM)
+                & (t < hi + TRANSVERSE_BAND_MARGIN_MM)
+                & (w > w_back - TRANSVERSE_MAX_BEHIND_MM)
+            )
+            out[tp] = SUBREGIONS[f"transverse_process_{side}"]
+            lateral &= ~tp
+        articular = lateral & (sign * u > ARTICULAR_MIN_U_MM)
+        superior = articular & (sign * u > canal_half) & (t > hi - SUPERIOR_ARTICULAR_BELOW_TOP_MM)
+        out[superior] = SUBREGIONS[f"superior_articular_{side}"]
+        if not sacrum:
+            inferior = articular & ~superior & (t < lo - INFERIOR_ARTICULAR_BELOW_MM)
+            out[inferior] = SUBREGIONS[f"inferior_articular_{side}"]
 
 
 def _enclosed_along(mask: np.ndarray, axis: int) -> np.ndarray:
@@ -508,5 +652,5 @@ def split_levels(
         discs[box][disc] = upper
     vertebrae[box] = filled
     subregions = np.zeros(shape, dtype=np.uint8)
-    subregions[box] = _subregions(filled, u, w)
+    subregions[box] = _subregions(filled, t, u, w, b_canal, n if sacrum else None)
     return Levels(vertebrae, discs, n, sacrum, disc_t, warnings, subregions)

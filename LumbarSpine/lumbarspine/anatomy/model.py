@@ -37,6 +37,7 @@ __all__ = [
     "VertebraInfo",
     "DiscInfo",
     "SUBREGIONS",
+    "SUBREGION_NAMES",
     "UNNUMBERED_VERTEBRA_BASE",
     "UNNUMBERED_DISC_BASE",
     "MODALITIES",
@@ -63,6 +64,24 @@ SUBREGIONS: dict[str, int] = {
     "pedicle_right": 52,
 }
 """Sub-region codes: SPINEPS/TPTBox 41-50 (clinical-reference.md); 51/52 pedicles are project codes."""
+
+SUBREGION_NAMES: dict[int, str] = {
+    41: "arch (laminae and pars)",
+    42: "spinous process",
+    43: "transverse process left",
+    44: "transverse process right",
+    45: "superior articular process left",
+    46: "superior articular process right",
+    47: "inferior articular process left",
+    48: "inferior articular process right",
+    49: "vertebral body border",
+    50: "vertebral body",
+    51: "pedicle left",
+    52: "pedicle right",
+}
+"""Name of each sub-region code as a surgeon reads it (``subregions.seg.nrrd``, ``anatomy.json``); left and right
+are the patient's."""
+assert set(SUBREGION_NAMES) == set(SUBREGIONS.values())
 
 MODALITIES = ("t2", "ct", "unknown")
 
@@ -163,6 +182,24 @@ class SpineAnatomy:
         """The vertebra called ``name`` (``"L4"``, ``"S1"`` or ``"vertebra 2"``), or None."""
         return next((v for v in self.vertebrae if v.name == name), None)
 
+    def _subregion_summary(self) -> dict[str, Any] | None:
+        """Sub-region names by code and, per vertebra, the sub-regions it has with their voxel counts."""
+        if self.subregions is None:
+            return None
+        sub = np.asarray(self.subregions.array)
+        labels = np.asarray(self.labels.array)
+        per_vertebra: dict[str, dict[str, int]] = {}
+        for v in self.vertebrae:
+            counts = np.bincount(sub[labels == v.label].ravel().astype(np.int64), minlength=256)
+            per_vertebra[v.name] = {
+                SUBREGION_NAMES[code]: int(counts[code]) for code in sorted(SUBREGION_NAMES) if counts[code] > 0
+            }
+        return {
+            "codes": {str(code): name for code, name in SUBREGION_NAMES.items()},
+            "convention": "SPINEPS/TPTBox sub-region codes 41-50, project pedicles 51/52; left/right = patient's",
+            "voxels_per_vertebra": per_vertebra,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (``anatomy.json``): everything except the voxel arrays."""
 
@@ -196,6 +233,7 @@ class SpineAnatomy:
             ],
             "centreline_ras": None if self.centreline_ras is None else [_round(p) for p in self.centreline_ras],
             "has_subregions": self.subregions is not None,
+            "subregions": self._subregion_summary(),
             "warnings": list(self.warnings),
             "units": "RAS mm (Slicer patient coordinates)",
         }

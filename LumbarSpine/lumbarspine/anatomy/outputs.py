@@ -8,13 +8,19 @@ Every file goes through :mod:`lumbarspine.safe_write` (temporary file, verify, a
   S1, L1-L2..L5-S1, dural sac, spinal cord), in the label colour, with Slicer terminology
   (:func:`lumbarspine.labels.segment_terminology`); the segment's label value is the project id, so
   the file is also a plain label map.
-* ``anatomy.json``: :meth:`SpineAnatomy.to_dict` plus the input and how the numbering was decided.
+* ``subregions.seg.nrrd`` (when the anatomy has sub-regions): one segment per sub-region code (SPINEPS
+  codes, :data:`~lumbarspine.anatomy.model.SUBREGION_NAMES`: "vertebral body", "pedicle left",
+  "superior articular process right", ...), label value = code; which vertebra a voxel belongs to is in
+  ``segmentation.seg.nrrd`` (a voxel is in one vertebra and in one sub-region).
+* ``anatomy.json``: :meth:`SpineAnatomy.to_dict` (with the sub-region names and their voxels per vertebra)
+  plus the input and how the numbering was decided.
 * ``segmentation.png``: :func:`lumbarspine.anatomy.picture.render_midsagittal`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +29,29 @@ import numpy as np
 from ..labels import label_color, segment_name, segment_terminology
 from ..safe_write import OutputError, atomic_output, write_json
 from ..volume import RAS_TO_LPS, Volume
-from .model import SpineAnatomy
+from .model import SUBREGION_NAMES, SpineAnatomy
 
 __all__ = ["write_label_map", "write_seg_nrrd", "write_anatomy_outputs", "numbering_explanation"]
+
+_GENERIC_TERMINOLOGY = (
+    "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure~"
+)
+_REGION = "Anatomic codes - DICOM master list~SCT^122496007^Lumbar spine~^^"
+_SUBREGION_COLOURS: dict[int, tuple[int, int, int]] = {
+    41: (241, 214, 145),
+    42: (230, 120, 60),
+    43: (80, 160, 230),
+    44: (40, 90, 200),
+    45: (120, 210, 90),
+    46: (40, 150, 60),
+    47: (230, 90, 190),
+    48: (160, 40, 140),
+    49: (200, 200, 200),
+    50: (250, 240, 210),
+    51: (250, 220, 60),
+    52: (220, 170, 20),
+}
+"""Display colours (RGB 0-255) of the sub-regions: left lighter, right darker shade of one hue per part."""
 
 
 def write_label_map(labels: Volume, path: str | os.PathLike[str]) -> Path:
@@ -37,8 +63,13 @@ def write_label_map(labels: Volume, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def write_seg_nrrd(labels: Volume, path: str | os.PathLike[str]) -> Path:
-    """Write ``labels`` as a Slicer ``.seg.nrrd`` (one layer, one named segment per label value)."""
+def write_seg_nrrd(labels: Volume, path: str | os.PathLike[str], *, names: Mapping[int, str] | None = None) -> Path:
+    """Write ``labels`` as a Slicer ``.seg.nrrd`` (one layer, one named segment per label value).
+
+    ``names``: segment name of each value (default :func:`lumbarspine.labels.segment_name`, with the label
+    colours and terminology); with ``names`` the segments get the sub-region colours and a generic
+    anatomical-structure terminology.
+    """
     import slicerio
     from slicerio.segmentation import terminology_entry_from_string
 
@@ -53,17 +84,29 @@ def write_seg_nrrd(labels: Volume, path: str | os.PathLike[str]) -> Path:
     dtype = np.uint8 if max(values) < 256 else np.uint16
     segmentation = slicerio.create_segmentation(array.shape[::-1], ijk_to_lps, dtype=np.dtype(dtype).name)
     segmentation["voxels"] = np.ascontiguousarray(array.transpose(2, 1, 0)).astype(dtype)
-    segmentation["segments"] = [
-        {
-            "id": f"Segment_{value}",
-            "name": segment_name(value),
-            "color": [round(c / 255.0, 6) for c in label_color(value)],
-            "labelValue": value,
-            "layer": 0,
-            "terminology": terminology_entry_from_string(segment_terminology(value)),
-        }
-        for value in values
-    ]
+    if names is not None and any(v not in names for v in values):
+        missing = ", ".join(str(v) for v in values if v not in names)
+        raise ValueError(f"No segment name for label value(s) {missing}; give a name for every value.")
+
+    def describe(value: int) -> tuple[str, tuple[int, int, int], str]:
+        if names is None:
+            return segment_name(value), label_color(value), segment_terminology(value)
+        name = names[value]
+        return name, _SUBREGION_COLOURS.get(value, (180, 180, 180)), f"{_GENERIC_TERMINOLOGY}^^{name}~^^~{_REGION}"
+
+    segmentation["segments"] = []
+    for value in values:
+        name, colour, terminology = describe(value)
+        segmentation["segments"].append(
+            {
+                "id": f"Segment_{value}",
+                "name": name,
+                "color": [round(c / 255.0, 6) for c in colour],
+                "labelValue": value,
+                "layer": 0,
+                "terminology": terminology_entry_from_string(terminology),
+            }
+        )
 
     def verify(temp: Path) -> None:
         back = slicerio.read_segmentation(str(temp), skip_voxels=True)
@@ -93,7 +136,8 @@ def write_anatomy_outputs(
     *,
     input_info: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Write ``labels.nii.gz``, ``segmentation.seg.nrrd``, ``anatomy.json`` and ``segmentation.png`` into ``out_dir``.
+    """Write ``labels.nii.gz``, ``segmentation.seg.nrrd`` (and ``subregions.seg.nrrd`` when the anatomy has
+    sub-regions), ``anatomy.json`` and ``segmentation.png`` into ``out_dir``.
 
     Raises:
         ValueError: the anatomy's labels are not on the image's grid.
@@ -108,6 +152,9 @@ def write_anatomy_outputs(
         "labels": str(write_label_map(labels, out / "labels.nii.gz")),
         "segmentation": str(write_seg_nrrd(labels, out / "segmentation.seg.nrrd")),
     }
+    if anatomy.subregions is not None and np.any(anatomy.subregions.array):
+        sub = image.with_array(np.asarray(anatomy.subregions.array), is_label=True, name="subregions")
+        paths["subregions"] = str(write_seg_nrrd(sub, out / "subregions.seg.nrrd", names=SUBREGION_NAMES))
     picture = render_midsagittal(image, anatomy, out / "segmentation.png")
     paths["picture"] = picture["path"]
     summary = anatomy.to_dict()
