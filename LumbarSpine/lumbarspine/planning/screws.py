@@ -331,8 +331,12 @@ def _side_sign(side: str) -> float:
     return 1.0 if side == "right" else -1.0
 
 
-def find_isthmus(frame: VertebraFrame, side: str, sagittal: str = "endplate") -> Isthmus:
+def find_isthmus(frame: VertebraFrame, side: str, sagittal: str = "endplate", *, coarse: bool = False) -> Isthmus:
     """The pedicle isthmus of ``frame``'s vertebra on ``side`` (see the module docstring).
+
+    ``coarse`` (the bone refined from a coarse CT, :mod:`lumbarspine.planning.refine`): a cranio-caudal chord
+    that runs out of the usual 12 mm is followed to :data:`TALL_CHORD_MM`, and the width is measured again
+    across the pedicle's centre height (the first chord may run below or above it on an irregular section).
 
     Raises:
         _Refuse: no pedicle found on that side.
@@ -401,7 +405,7 @@ def find_isthmus(frame: VertebraFrame, side: str, sagittal: str = "endplate") ->
     for _ in range(PEDICLE_PASSES):
         across, up = _frame_axes(frame, axis)
         height, mid_h = _chord_mid(frame, point, up)
-        if height <= 0:
+        if height <= 0 and coarse:
             # a tall bone bridge (pedicle, facets and lamina one piece on a coarse CT): follow it further
             height, mid_h = _chord_mid(frame, point, up, TALL_CHORD_MM)
         if height <= 0:
@@ -454,13 +458,13 @@ def find_isthmus(frame: VertebraFrame, side: str, sagittal: str = "endplate") ->
     across, up = _frame_axes(frame, axis)
     w, mid = _chord_mid(frame, point, across)
     h, mid_h = _chord_mid(frame, point, up)
-    if h <= 0:
+    if h <= 0 and coarse:
         h, mid_h = _chord_mid(frame, point, up, TALL_CHORD_MM)
     if w <= 0 or h <= 0:
         raise _Refuse(f"no pedicle found on the {side}: the pedicle centre fell outside the bone")
     centre = point + mid * across + mid_h * up
     # the width across the pedicle at its centre height (the chord at ``point`` may run below or above it)
-    w_centre, mid_centre = _chord_mid(frame, centre, across)
+    w_centre, mid_centre = _chord_mid(frame, centre, across) if coarse else (0.0, 0.0)
     if w_centre > 0:
         w = w_centre
         centre = centre + mid_centre * across
@@ -671,7 +675,7 @@ def _plan_one(
     maps: PlanningMaps | None,
     reference_deg: float | None = None,
 ) -> ScrewPlan:
-    isthmus = find_isthmus(frame, side, params.sagittal)
+    isthmus = find_isthmus(frame, side, params.sagittal, coarse=maps is not None and maps.refined)
     width = isthmus.width_mm
     if width < params.min_isthmus_mm:
         raise _Refuse(
@@ -764,7 +768,7 @@ def _plan_one(
     if chosen is None:
         if shortfall is not None:
             raise _Refuse(
-                f"only {shortfall[1]:.0f} mm of bone along the trajectory on the {side}, shorter than the shortest "
+                f"only {max(shortfall[1], 0.0):.0f} mm of bone along the trajectory on the {side}, shorter than the shortest "
                 f"screw ({params.lengths_mm[0]:g} mm)",
                 width,
             )
