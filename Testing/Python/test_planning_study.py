@@ -184,37 +184,75 @@ def test_real_ct_crop_screws_in_bone_or_refused(shared_data, tmp_path):
     assert min(summary["screenshot_foreground_pixels"]) > 2000
 
 
+# plausible medial (transverse) angles per level: about 5 deg x level number (Dickman 1992) +- 10 deg,
+# S1 25-30 deg toward the promontory (+-2.5 deg search); clinical-reference.md
+PLAUSIBLE_MEDIAL_DEG = {"L1": (0, 15), "L2": (0, 20), "L3": (5, 25), "L4": (10, 30), "L5": (15, 35), "S1": (24, 31)}
+MARROW_MIN_HU = 60.0  # above CSF (0-15), fat (-100) and muscle (40-60 HU); osteoporotic cancellous bone 50-150 HU
+
+
+def _surface_hu(image, entry: np.ndarray, tip: np.ndarray, diameter: float) -> np.ndarray:
+    """The CT's HU (trilinear on its own voxels, RAS -> IJK by the inverted 4x4 matrix) on the screw's surface:
+    rings every 0.3 mm, 40 points around, from 3 mm past the entry (the head's seat) to the tip."""
+    from scipy import ndimage
+
+    axis = tip - entry
+    length = float(np.linalg.norm(axis))
+    d = axis / length
+    a = np.cross(d, [0.3, 0.5, 0.8])
+    a /= np.linalg.norm(a)
+    b = np.cross(d, a)
+    t = np.arange(3.0, length + 1e-9, 0.3)
+    phi = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    ring = np.cos(phi)[:, None] * a + np.sin(phi)[:, None] * b
+    points = (entry + t[:, None, None] * d + diameter / 2 * ring[None]).reshape(-1, 3)
+    ijk = (np.linalg.inv(image.ijk_to_ras) @ np.c_[points, np.ones(len(points))].T)[:3].T
+    return ndimage.map_coordinates(np.asarray(image.array, float), ijk[:, ::-1].T, order=1, cval=-1024.0)
+
+
 @pytest.mark.data
 def test_real_ct_full_with_automatic_segmentation(shared_data, tmp_path):
     """The real 3 mm CT segmented automatically (as ``lumbarspine segment``), then planned (``lumbarspine plan``).
 
-    Reached when written (issue #9): T12-S1 numbered from the sacrum; L3 right and S1 right planned (grade A,
-    in the segmented bone within one 3 mm voxel by the independent check, median HU along the axes 104 and
-    327), the ten other sides refused with their reason (pedicles 2-4 voxels wide: the trajectory leaves
-    the bone, or no pedicle centre in bone). Picture: ``Resources/Examples/planning_real_ct.png``.
+    The pedicles are 2-4 voxels wide in the 3 mm label map: on the labels alone 2 of the 12 sides took a screw
+    (L3 right, S1 right). With the image, each vertebra's bone is refined by the CT's HU on a 0.75 mm grid
+    (:mod:`lumbarspine.planning.refine`); measured when written (issue #9): 8 of 12 (L1 R, L2 L/R, L3 R,
+    L4 L/R, L5 L, S1 R), all grade A on the refined bone, >= 96.6 % of each screw's surface at >= 60 HU, medial
+    angles 5-27.5 deg; L1 left, L3 left (measured axis -11 deg, 8 mm of bone at the reference angle), L5 right
+    and S1 left refused with their reasons. Picture:
+    ``Resources/Examples/planning_real_ct.png``.
     """
     from test_planning import _independent_breach
 
     from lumbarspine.anatomy.segment import segment_image
     from lumbarspine.io import read_volume
+    from lumbarspine.planning import plan_screws
     from lumbarspine.planning.study import plan_study
 
     image = read_volume(shared_data / "totalseg_example_ct.nii.gz")
     anatomy = segment_image(image, modality="ct")
     assert anatomy.numbering == "sacrum"
+    labels_only = plan_screws(anatomy)
     summary = plan_study(tmp_path, image=image, segmentation=anatomy, screenshot_size=(500, 500))
     plan = json.loads((tmp_path / "plan.json").read_text())
-    assert plan["screws"], plan["refused_screws"]
     assert len(plan["screws"]) + len(plan["refused_screws"]) == 12  # L1-L5 and S1, both sides
+    assert len(plan["screws"]) >= 8, plan["refused_screws"]
+    assert len(plan["screws"]) > len(labels_only["screws"])
     voxel = max(image.spacing)
     for screw in plan["screws"]:
         assert screw["gertzbein_robbins"] == "A", screw
         label = anatomy.vertebra(screw["vertebra"]).label
         entry, tip = np.asarray(screw["entry_ras"]), np.asarray(screw["tip_ras"])
+        # independent checks: in the segmented bone within one 3 mm voxel, and in bone by the CT's own HU
         assert _independent_breach(anatomy.labels, label, entry, tip, screw["diameter_mm"]) <= voxel + 1e-6, screw
-        # a lumbar pedicle converges (Dickman 1992: about 5 deg x level); S1 25-30 deg toward the promontory
-        assert -5.0 <= screw["medial_angle_deg"] <= 40.0, screw
+        hu = _surface_hu(image, entry, tip, screw["diameter_mm"])
+        assert float((hu >= MARROW_MIN_HU).mean()) >= 0.95, (screw["name"], float((hu >= MARROW_MIN_HU).mean()))
+        assert screw["surface_in_hu_bone_fraction"] >= 0.95, screw
+        low, high = PLAUSIBLE_MEDIAL_DEG[screw["vertebra"]]
+        assert low <= screw["medial_angle_deg"] <= high, screw
+        assert screw["diameter_mm"] <= 0.8 * screw["isthmus_width_mm"] + 1e-9, screw
+        assert 30.0 <= screw["length_mm"] <= 55.0, screw
     for refusal in plan["refused_screws"]:
         assert refusal["reason"]
+    assert any("refined by the CT's HU" in w for w in plan["warnings"])
     assert min(summary["screenshot_foreground_pixels"]) > 2000
     assert summary["paths"]["scene"]

@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 
 from ..anatomy.model import SpineAnatomy
+from ..volume import Volume
 from .distance import DistanceMap, signed_distance_map
 from .no_go import DEFAULT_MARGIN_MM, NEURAL_LABELS
+from .refine import RefinedBone, refined_bone, refines
 
 __all__ = [
     "GR_LIMITS_MM",
@@ -84,17 +86,46 @@ class PlanningMaps:
 
     Pass one instance to several :func:`evaluate_screw` calls (the planner does); it holds no global
     state and may be dropped any time.
+
+    With ``image`` (the CT in HU) and a label map coarser than
+    :data:`lumbarspine.planning.refine.REFINE_ABOVE_SPACING_MM`, each vertebra's bone is the label refined
+    by the CT's HU on a finer working grid (:mod:`lumbarspine.planning.refine`): planning and the breach
+    are then measured on that bone, and :func:`evaluate_screw` also reports the share of the screw's
+    surface in the CT's own bone (``surface_in_hu_bone_fraction``). Without an image: the labels alone.
     """
 
     anatomy: SpineAnatomy
     neural_labels: tuple[int, ...] = NEURAL_LABELS
+    image: Volume | None = None
     _bone: dict[int, DistanceMap] = field(default_factory=dict)
+    _refined: dict[int, RefinedBone] = field(default_factory=dict)
     _neural: DistanceMap | None = None
     _neural_done: bool = False
 
+    @property
+    def refined(self) -> bool:
+        """True when the bone is refined by the image's HU (see the class docstring)."""
+        return refines(self.anatomy.labels, self.image)
+
+    def refined_bone(self, label: int) -> RefinedBone | None:
+        """The refined bone of vertebra ``label`` (None when :attr:`refined` is False)."""
+        if not self.refined:
+            return None
+        if label not in self._refined:
+            if not (np.asarray(self.anatomy.labels.array) == label).any():
+                raise ValueError(f"Label {label} is not in the label map: no such vertebra to evaluate against.")
+            assert self.image is not None
+            bone_labels = tuple(int(v.label) for v in self.anatomy.vertebrae)
+            self._refined[label] = refined_bone(self.anatomy.labels, label, self.image, bone_labels)
+        return self._refined[label]
+
     def bone(self, label: int) -> DistanceMap:
-        """Signed distance map (mm) of vertebra ``label``."""
+        """Signed distance map (mm) of vertebra ``label`` (refined by the HU when :attr:`refined`)."""
         if label not in self._bone:
+            refined = self.refined_bone(label)
+            if refined is not None:
+                self._bone[label] = refined.sdf
+                return self._bone[label]
             mask = np.asarray(self.anatomy.labels.array) == label
             if not mask.any():
                 raise ValueError(f"Label {label} is not in the label map: no such vertebra to evaluate against.")
@@ -179,6 +210,8 @@ def evaluate_screw(
         ``vertebra``, ``length_mm``, ``diameter_mm``, ``breach_mm`` (largest distance of the screw's
         surface outside the bone, mm), ``gertzbein_robbins``, ``acceptable`` (A or B),
         ``surface_in_bone_fraction``, ``min_distance_to_dural_sac_mm`` (None without a sac label),
+        with a refining CT in ``maps`` also ``surface_in_hu_bone_fraction`` (share of the counted surface in
+        the CT's own bone, :func:`lumbarspine.planning.refine.hu_bone_mask`) and ``bone``,
         ``min_distance_to_no_go_zone_mm``, ``enters_no_go_zone``, ``enters_dural_sac``.
 
     Raises:
@@ -227,6 +260,12 @@ def evaluate_screw(
         "no_go_margin_mm": float(no_go_margin_mm),
     }
     result["acceptable"] = result["gertzbein_robbins"] in ACCEPTABLE_GRADES
+    refined = maps.refined_bone(info.label)
+    if refined is not None:
+        # independent of the labels: the share of the (counted) surface in the CT's own bone
+        hu_in = refined.hu_bone.sample(surface[first:].reshape(-1, 3)) >= 0.5
+        result["surface_in_hu_bone_fraction"] = round(float(hu_in.mean()), 4)
+        result["bone"] = "label refined by the CT's HU"
     neural = maps.neural()
     if neural is not None:
         # distance from the surface = distance from the axis minus the radius (exact for a cylinder)

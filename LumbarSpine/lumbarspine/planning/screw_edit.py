@@ -28,7 +28,16 @@ from ..progress import CancelCallback, ProgressCallback, check_cancel
 from ..volume import Volume
 from .evaluate import ATTR_BREACH, ATTR_DIAMETER, ATTR_GRADE, ATTR_SAC, GRADE_COLORS, PlanningMaps, evaluate_screw
 from .no_go import DEFAULT_MARGIN_MM, no_go_zone
-from .screws import SIDES, PlanningParameters, RefusedScrew, ScrewPlan, plan_one_screw, plan_screws, vertebra_frames
+from .screws import (
+    SIDES,
+    PlanningParameters,
+    RefusedScrew,
+    ScrewPlan,
+    plan_one_screw,
+    plan_screws,
+    use_planning_bone,
+    vertebra_frames,
+)
 
 __all__ = [
     "anatomy_from_label_map",
@@ -92,7 +101,7 @@ def replan_screw(
     if isinstance(frame, str):
         return RefusedScrew(vertebra, side, f"no vertebra frame: {frame}")
     maps = maps if maps is not None else PlanningMaps(anatomy)
-    maps.set_bone(frame.label, frame.sdf)
+    frame = use_planning_bone(frame, maps)
     planned = plan_one_screw(anatomy, frame, side, sized, maps=maps)
     width = planned.isthmus_width_mm if isinstance(planned, RefusedScrew) else None
     if isinstance(planned, RefusedScrew) and diameter_mm is not None and width is not None:

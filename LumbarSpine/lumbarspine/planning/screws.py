@@ -102,6 +102,14 @@ S1_PEDICLE_HEIGHT_MM = 20.0
 """The S1 'pedicle' is the bone within this height (mm, along the superior axis) below the top of the sacrum's
 bone lateral of the canal: the S1 pedicle and ala start at the S1 upper endplate, and the fused sacrum has no
 S1-S2 boundary to stop at (S1 body height about 28 mm at its back)."""
+REFERENCE_MEDIAL_DEG: dict[str, float] = {"L1": 5.0, "L2": 10.0, "L3": 15.0, "L4": 20.0, "L5": 25.0}
+"""Reference medial (transverse) angulation of the lumbar pedicles, about 5 deg x level number (Dickman 1992,
+``shared/docs/clinical-reference.md``); used on a coarse CT only (see :func:`plan_one_screw`)."""
+REFERENCE_ANGLE_TOLERANCE_DEG = 10.0
+"""On a coarse CT a measured pedicle axis more than this (deg) off :data:`REFERENCE_MEDIAL_DEG` is not trusted."""
+TALL_CHORD_MM = 20.0
+"""Half reach (mm) of the cranio-caudal chord through a pedicle when the usual 12 mm runs out of it (on a coarse
+CT the pedicle, the articular processes and the lamina can merge into one bone bridge taller than 24 mm)."""
 S1_WINDOW_HALF_HEIGHT_MM = 45.0
 """Half height (mm) of the window searched for the S1 pedicle (the sacrum's bone lateral of the canal is tall)."""
 
@@ -222,6 +230,11 @@ class ScrewPlan:
             "min_distance_to_dural_sac_mm": ev.get("min_distance_to_dural_sac_mm"),
             "min_distance_to_no_go_zone_mm": ev.get("min_distance_to_no_go_zone_mm"),
             "enters_no_go_zone": ev.get("enters_no_go_zone"),
+            **(
+                {"surface_in_hu_bone_fraction": ev["surface_in_hu_bone_fraction"], "bone": ev.get("bone")}
+                if "surface_in_hu_bone_fraction" in ev
+                else {}
+            ),
         }
 
 
@@ -318,8 +331,12 @@ def _side_sign(side: str) -> float:
     return 1.0 if side == "right" else -1.0
 
 
-def find_isthmus(frame: VertebraFrame, side: str, sagittal: str = "endplate") -> Isthmus:
+def find_isthmus(frame: VertebraFrame, side: str, sagittal: str = "endplate", *, coarse: bool = False) -> Isthmus:
     """The pedicle isthmus of ``frame``'s vertebra on ``side`` (see the module docstring).
+
+    ``coarse`` (the bone refined from a coarse CT, :mod:`lumbarspine.planning.refine`): a cranio-caudal chord
+    that runs out of the usual 12 mm is followed to :data:`TALL_CHORD_MM`, and the width is measured again
+    across the pedicle's centre height (the first chord may run below or above it on an irregular section).
 
     Raises:
         _Refuse: no pedicle found on that side.
@@ -388,6 +405,9 @@ def find_isthmus(frame: VertebraFrame, side: str, sagittal: str = "endplate") ->
     for _ in range(PEDICLE_PASSES):
         across, up = _frame_axes(frame, axis)
         height, mid_h = _chord_mid(frame, point, up)
+        if height <= 0 and coarse:
+            # a tall bone bridge (pedicle, facets and lamina one piece on a coarse CT): follow it further
+            height, mid_h = _chord_mid(frame, point, up, TALL_CHORD_MM)
         if height <= 0:
             raise _Refuse(f"no pedicle found on the {side}: the expected pedicle centre is not in bone")
         point = point + mid_h * up
@@ -438,9 +458,16 @@ def find_isthmus(frame: VertebraFrame, side: str, sagittal: str = "endplate") ->
     across, up = _frame_axes(frame, axis)
     w, mid = _chord_mid(frame, point, across)
     h, mid_h = _chord_mid(frame, point, up)
+    if h <= 0 and coarse:
+        h, mid_h = _chord_mid(frame, point, up, TALL_CHORD_MM)
     if w <= 0 or h <= 0:
         raise _Refuse(f"no pedicle found on the {side}: the pedicle centre fell outside the bone")
     centre = point + mid * across + mid_h * up
+    # the width across the pedicle at its centre height (the chord at ``point`` may run below or above it)
+    w_centre, mid_centre = _chord_mid(frame, centre, across) if coarse else (0.0, 0.0)
+    if w_centre > 0:
+        w = w_centre
+        centre = centre + mid_centre * across
     return Isthmus(centre, axis, w, h, across)
 
 
@@ -549,19 +576,35 @@ def _classic_entry(anatomy: SpineAnatomy, frame: VertebraFrame, side: str, rule:
 def _s1_trajectory(
     frame: VertebraFrame, isthmus: Isthmus, side: str, params: PlanningParameters
 ) -> tuple[np.ndarray, np.ndarray]:
-    """S1: converge by ``s1_medial_angle_deg`` (+-2.5 deg) parallel to the endplate, through the S1 pedicle
-    region at the height (+-6 mm) that keeps the longest stretch of the screw in bone, less 1 mm per degree
-    off the nominal angle and 0.1 mm per mm off the pedicle's middle height (the nominal wins unless the
-    others keep clearly more bone)."""
+    """S1 (see :func:`_searched_trajectory`)."""
+    offsets = tuple(np.arange(-6.0, 6.01, 1.5))
+    return _searched_trajectory(frame, isthmus, side, params, params.s1_medial_angle_deg, (0.0, -2.5, 2.5), offsets)[:2]
+
+
+def _searched_trajectory(
+    frame: VertebraFrame,
+    isthmus: Isthmus,
+    side: str,
+    params: PlanningParameters,
+    nominal_deg: float,
+    spreads_deg: tuple[float, ...],
+    heights_mm: tuple[float, ...],
+    across_mm: tuple[float, ...] = (0.0,),
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """A trajectory parallel to the endplate converging by ``nominal_deg`` + one of ``spreads_deg``, through the
+    isthmus centre moved by one of ``heights_mm`` (superior) and ``across_mm`` (across the pedicle): the one
+    that keeps the longest stretch of the thinnest screw in bone, less 1 mm per degree off the nominal angle
+    and 0.1 mm per mm off the centre (the nominal wins unless the others keep clearly more bone). S1:
+    ``s1_medial_angle_deg`` +-2.5 deg, heights +-6 mm. Returns (point, direction, score mm)."""
     medial = -_side_sign(side) * frame.right
     radius = params.diameters_mm[0] / 2
     t = np.arange(-40.0, 80.0, 0.5)
     best = (-1.0, isthmus.center, frame.anterior)
-    for angle_deg in (params.s1_medial_angle_deg, params.s1_medial_angle_deg - 2.5, params.s1_medial_angle_deg + 2.5):
+    for angle_deg in [nominal_deg + d for d in spreads_deg]:
         angle = math.radians(angle_deg)
         direction = unit(math.cos(angle) * frame.anterior + math.sin(angle) * medial)
-        for dz in np.arange(-6.0, 6.01, 1.5):
-            point = isthmus.center + dz * frame.superior
+        for dz, dx in [(z, x) for z in heights_mm for x in across_mm]:
+            point = isthmus.center + dz * frame.superior + dx * isthmus.across
             depth = _ring_depth(frame, point + t[:, None] * direction, direction, radius)
             inside = depth >= params.clearance_mm
             zero = int(np.argmin(np.abs(t)))
@@ -574,10 +617,10 @@ def _s1_trajectory(
             while hi < len(t) - 1 and inside[hi + 1]:
                 hi += 1
             # prefer the nominal angle and height: 1 mm of bone per degree off, 0.1 mm per mm of height
-            run = float(t[hi] - t[lo]) - 0.1 * abs(dz) - abs(angle_deg - params.s1_medial_angle_deg)
+            run = float(t[hi] - t[lo]) - 0.1 * abs(dz) - 0.1 * abs(dx) - abs(angle_deg - nominal_deg)
             if run > best[0]:
                 best = (run, point, direction)
-    return best[1], best[2]
+    return best[1], best[2], best[0]
 
 
 def plan_one_screw(
@@ -588,17 +631,51 @@ def plan_one_screw(
     *,
     maps: PlanningMaps | None = None,
 ) -> ScrewPlan | RefusedScrew:
-    """Plan one side of one vertebra (see the module docstring); never raises for anatomy reasons."""
+    """Plan one side of one vertebra (see the module docstring); never raises for anatomy reasons.
+
+    On a coarse CT whose bone is refined by its HU (``maps.refined``, :mod:`lumbarspine.planning.refine`) the
+    measured pedicle axis of a 2-4 voxel pedicle is unreliable: where the ``"pedicle-axis"`` screw is refused
+    once its isthmus was found, or its medial angle lies more than :data:`REFERENCE_ANGLE_TOLERANCE_DEG` off
+    the reference (:data:`REFERENCE_MEDIAL_DEG`, Dickman 1992), the trajectory is searched instead: through
+    the measured isthmus (+-3 mm high, +-1.5 mm across), within +-7.5 deg of the reference angle, the one
+    that keeps the most of the screw in bone (trajectory ``"pedicle-axis (reference angle, coarse CT)"``)."""
     try:
-        return _plan_one(anatomy, frame, side, params, maps)
+        planned = _plan_one(anatomy, frame, side, params, maps)
     except _Refuse as refusal:
-        return RefusedScrew(frame.name, side, refusal.reason, refusal.width)
+        planned = RefusedScrew(frame.name, side, refusal.reason, refusal.width)
+    nominal = REFERENCE_MEDIAL_DEG.get(frame.name)
+    if (
+        maps is None
+        or not maps.refined
+        or nominal is None
+        or params.trajectory != "pedicle-axis"
+        or (isinstance(planned, RefusedScrew) and planned.isthmus_width_mm is None)
+        or (isinstance(planned, ScrewPlan) and abs(planned.medial_angle_deg - nominal) <= REFERENCE_ANGLE_TOLERANCE_DEG)
+    ):
+        return planned
+    try:
+        return _plan_one(anatomy, frame, side, params, maps, reference_deg=nominal)
+    except _Refuse as refusal:
+        if isinstance(planned, ScrewPlan):
+            return RefusedScrew(
+                frame.name,
+                side,
+                f"the measured pedicle axis converges {planned.medial_angle_deg:.0f} deg (reference {nominal:g} "
+                f"+- {REFERENCE_ANGLE_TOLERANCE_DEG:g} deg) and at the reference angle {refusal.reason}",
+                refusal.width,
+            )
+        return RefusedScrew(frame.name, side, f"{planned.reason}; at the reference angle too", planned.isthmus_width_mm)
 
 
 def _plan_one(
-    anatomy: SpineAnatomy, frame: VertebraFrame, side: str, params: PlanningParameters, maps: PlanningMaps | None
+    anatomy: SpineAnatomy,
+    frame: VertebraFrame,
+    side: str,
+    params: PlanningParameters,
+    maps: PlanningMaps | None,
+    reference_deg: float | None = None,
 ) -> ScrewPlan:
-    isthmus = find_isthmus(frame, side, params.sagittal)
+    isthmus = find_isthmus(frame, side, params.sagittal, coarse=maps is not None and maps.refined)
     width = isthmus.width_mm
     if width < params.min_isthmus_mm:
         raise _Refuse(
@@ -611,6 +688,18 @@ def _plan_one(
     rule = "s1-convergent" if s1 else params.trajectory
     if s1:
         through, direction = _s1_trajectory(frame, isthmus, side, params)
+    elif reference_deg is not None:
+        through, direction, _ = _searched_trajectory(
+            frame,
+            isthmus,
+            side,
+            params,
+            reference_deg,
+            (0.0, -2.5, 2.5, -5.0, 5.0, -7.5, 7.5),
+            (0.0, -1.5, 1.5, -3.0, 3.0),
+            (0.0, -0.75, 0.75, -1.5, 1.5),
+        )
+        rule = "pedicle-axis (reference angle, coarse CT)"
     elif params.trajectory == "pedicle-axis":
         direction = isthmus.axis
     elif params.trajectory == "pedicle-triangle":
@@ -679,7 +768,7 @@ def _plan_one(
     if chosen is None:
         if shortfall is not None:
             raise _Refuse(
-                f"only {shortfall[1]:.0f} mm of bone along the trajectory on the {side}, shorter than the shortest "
+                f"only {max(shortfall[1], 0.0):.0f} mm of bone along the trajectory on the {side}, shorter than the shortest "
                 f"screw ({params.lengths_mm[0]:g} mm)",
                 width,
             )
@@ -691,7 +780,7 @@ def _plan_one(
     length = max(under) if under else min(fitting)
     entry = probe + t_entry * direction
     tip = entry + length * direction
-    grid_ok = frame.sdf.inside_grid(np.stack([entry - 3.0 * direction, tip]), margin_voxels=1.0)
+    grid_ok = _inside_field_of_view(anatomy, np.stack([entry - 3.0 * direction, tip]), margin_voxels=1.0)
     if not grid_ok.all():
         raise _Refuse(
             f"the screw on the {side} reaches the edge of the field of view: the vertebra is cut by it", width
@@ -714,6 +803,28 @@ def _plan_one(
         trajectory=rule,
         evaluation=evaluation,
     )
+
+
+def _inside_field_of_view(anatomy: SpineAnatomy, ras: np.ndarray, margin_voxels: float) -> np.ndarray:
+    """True for RAS points inside the label map's grid (at least ``margin_voxels`` from its edge)."""
+    grid = anatomy.labels
+    ijk = grid.ras_to_ijk_points(np.asarray(ras, float).reshape(-1, 3))
+    size = np.asarray(grid.size_ijk, float)
+    return np.all((ijk >= margin_voxels - 0.5) & (ijk <= size - 0.5 - margin_voxels), axis=1)
+
+
+def use_planning_bone(frame: VertebraFrame, maps: PlanningMaps) -> VertebraFrame:
+    """``frame`` measuring on the bone the evaluation uses: with a refining CT in ``maps``
+    (:mod:`lumbarspine.planning.refine`) its distance map and surface become the refined ones (the frame's
+    landmarks stay those of the labels); otherwise ``maps`` takes the frame's own distance map."""
+    refined = maps.refined_bone(frame.label)
+    if refined is None:
+        maps.set_bone(frame.label, frame.sdf)
+        return frame
+    from dataclasses import replace
+
+    maps.set_bone(frame.label, refined.sdf)
+    return replace(frame, sdf=refined.sdf, surface=refined.surface)
 
 
 def vertebra_frames(anatomy: SpineAnatomy, names: tuple[str, ...] | None = None) -> dict[str, VertebraFrame | str]:
@@ -755,7 +866,8 @@ def plan_screws(
         anatomy: the spine (numbered levels; unnumbered vertebrae are skipped with a warning).
         params: sizing rules and trajectory (:class:`PlanningParameters`).
         vertebrae: restrict to these names (default L1-L5 and S1).
-        maps: cached distance maps to share with later evaluations.
+        maps: cached distance maps to share with later evaluations; give ``PlanningMaps(anatomy, image=ct)``
+            to plan on the bone refined by the CT's HU (:mod:`lumbarspine.planning.refine`).
         progress, cancel: callbacks (:mod:`lumbarspine.progress`).
 
     Returns:
@@ -784,8 +896,8 @@ def plan_screws(
             for side in SIDES:
                 refused.append(RefusedScrew(name, side, f"no vertebra frame: {item}"))
             continue
+        item = use_planning_bone(item, maps)
         frames[name] = item
-        maps.set_bone(item.label, item.sdf)
         warnings.extend(item.notes)
         for side in SIDES:
             result = plan_one_screw(anatomy, item, side, params, maps=maps)

@@ -31,6 +31,7 @@ from ..volume import Volume
 from .decompression import DecompressionParameters, levels_to_decompress, plan_decompressions, read_grades
 from .evaluate import PlanningMaps
 from .no_go import DEFAULT_MARGIN_MM, neural_mask
+from .refine import BONE_HU, WORKING_SPACING_MM
 from .screws import PlanningParameters, plan_screws
 
 __all__ = ["plan_study", "plan_anatomy", "load_inputs", "SCREENSHOT_VIEWS", "PLAN_FORMAT_VERSION"]
@@ -81,10 +82,14 @@ def plan_anatomy(
     screw_params: PlanningParameters | None = None,
     decompression_params: DecompressionParameters | None = None,
     no_go_margin_mm: float = DEFAULT_MARGIN_MM,
+    image: Volume | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
 ) -> dict[str, Any]:
     """Screws, decompressions and the no-go zone of one anatomy (no files).
+
+    With ``image`` (a CT in HU) and a coarse label map the screws are planned and evaluated on the bone
+    refined by its HU (:mod:`lumbarspine.planning.refine`); without it, on the labels.
 
     Returns ``{"screws": [ScrewPlan], "refused": [RefusedScrew], "decompressions": [DecompressionPlan],
     "no_go_mask": bool array | None, "frames", "warnings", "maps"}``.
@@ -92,8 +97,14 @@ def plan_anatomy(
     report = progress or _noop
     screw_params = screw_params or PlanningParameters()
     decompression_params = decompression_params or DecompressionParameters()
-    maps = PlanningMaps(anatomy)
+    maps = PlanningMaps(anatomy, image=image)
     warnings = list(anatomy.warnings)
+    if maps.refined:
+        warnings.append(
+            "The label map is coarse: the screws are planned and graded on each vertebra's label refined by the "
+            f"CT's HU on a {WORKING_SPACING_MM:g} mm grid (bone >= {BONE_HU:g} HU within one voxel of the label); "
+            "where the measured pedicle axis is not plausible the reference angle (Dickman 1992) is searched."
+        )
     report(0.0, "planning the screws")
     screws = plan_screws(anatomy, screw_params, maps=maps, cancel=cancel, progress=lambda f, m: report(0.6 * f, m))
     warnings += screws["warnings"]
@@ -216,6 +227,7 @@ def plan_study(
         screw_params=screw_params,
         decompression_params=decompression_params,
         no_go_margin_mm=no_go_margin_mm,
+        image=volume,
         progress=lambda f, m: report(0.05 + 0.5 * f, m),
         cancel=cancel,
     )
