@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .components import largest_component
+
 __all__ = [
     "CORTICAL_BONE_HU",
     "CANCELLOUS_BONE_HU",
@@ -143,11 +145,8 @@ def body_midline(smooth: np.ndarray, spacing: float) -> float:
     """Right-left position (working-grid mm along R) of the patient's body: centroid of the largest
     region above -400 HU (air excluded)."""
     body = smooth > -400.0
-    lab, n = ndimage.label(body)
-    if n == 0:
+    big = largest_component(body)
+    if not big.any():
         return smooth.shape[2] * spacing / 2.0
-    sizes = np.bincount(lab.ravel())
-    sizes[0] = 0
-    big = lab == int(np.argmax(sizes))
     counts = big.sum(axis=(0, 1)).astype(float)
     return float((counts * np.arange(len(counts))).sum() / max(counts.sum(), 1.0) * spacing)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .components import largest_component
 from .ct_bone import EDGE_LAYER_MM, MARROW_MIN_HU, holes, in_plane_structure
 
 __all__ = [
@@ -163,12 +164,9 @@ def find_canal(
         halo = bone & ~solid
         layers = max(1, int(round(EDGE_LAYER_MM / spacing)))
         mask = ndimage.binary_dilation(mask, structure=in_plane_structure(), iterations=layers, mask=mask | halo)
-    lab3, n3 = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, 2))
-    if n3 == 0:
+    mask = largest_component(mask, structure=ndimage.generate_binary_structure(3, 2))
+    if not mask.any():
         return None
-    sizes = np.bincount(lab3.ravel())
-    sizes[0] = 0
-    mask = lab3 == int(np.argmax(sizes))
     kk = np.nonzero(mask.any(axis=(1, 2)))[0][::-1]
     centres = []
     for k in kk:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .components import largest_component
 from .ct_bone import holes
 
 __all__ = [
@@ -643,12 +644,9 @@ def split_levels(
         inside = (tc > lo_max[kc]) & (tc < up_min[kc]) & (up_min[kc] - lo_max[kc] < 25.0)
         disc = np.zeros(b_bone.shape, dtype=bool)
         disc[cand] = inside
-        lab, m = ndimage.label(disc)
-        if m == 0:
+        disc = largest_component(disc)
+        if not disc.any():
             continue
-        sizes = np.bincount(lab.ravel())
-        sizes[0] = 0
-        disc = lab == int(np.argmax(sizes))
         discs[box][disc] = upper
     vertebrae[box] = filled
     subregions = np.zeros(shape, dtype=np.uint8)

@@ -27,6 +27,7 @@ from ..labels import SACRUM, SPINAL_CANAL, SPINAL_CORD
 from ..progress import CancelCallback, ProgressCallback, check_cancel
 from ..volume import Volume, validate_scalar_volume
 from .build import anatomy_from_labels
+from .components import largest_component
 from .model import SpineAnatomy
 from .numbering import level_ids
 from .t2_grid import ras_work_grid, resample_to
@@ -199,9 +200,4 @@ def _sac_on_image_grid(volume: Volume, work: Volume, mask: np.ndarray, thr: np.n
     holes_img = resample_to(holes.astype(np.float32), work, volume, linear=True) >= 0.5
     img = np.asarray(volume.array, dtype=np.float32)
     sac = ((img >= t_img) & allowed_img) | (holes_img & mask_img)
-    lab, n = ndimage.label(sac)
-    if n > 1:
-        sizes = np.bincount(lab.ravel())
-        sizes[0] = 0
-        sac = lab == int(np.argmax(sizes))
-    return ndimage.binary_fill_holes(sac)
+    return ndimage.binary_fill_holes(largest_component(sac))

@@ -34,6 +34,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_multiotsu
 
+from .components import largest_component
+
 __all__ = [
     "TUBE_SIGMA_MM",
     "TUBE_LENGTH_MM",
@@ -386,12 +388,7 @@ def _delineate_pass(work_array: np.ndarray, track: SacTrack, h: float) -> tuple[
             continue
         img, (sy, sx), (wy, wx) = window(z, cy, cx)
         mask[z, sy, sx] = _slice_mask(img, (cy, cx), thr[z], disk_core[wy, wx])
-    # keep the largest 3D component
-    lab, n = ndimage.label(mask)
-    if n > 1:
-        sizes = np.bincount(lab.ravel())
-        sizes[0] = 0
-        mask = lab == int(np.argmax(sizes))
+    mask = largest_component(mask)  # keep the largest 3D component
     return mask, thr, csf
 
 
@@ -489,13 +486,11 @@ def _follow_cord(work_array: np.ndarray, cord: np.ndarray, track: SacTrack, thr:
             z = z_end + direction * k
             if z < 0 or z >= len(thr) or not on_track[z] or np.isnan(thr[z]):
                 break
-            region = ndimage.binary_dilation(prev, structure=step_se) & (work_array[z] < CORD_DARK_RATIO * thr[z])
-            lab, n = ndimage.label(region)
-            if n == 0:
+            region = largest_component(
+                ndimage.binary_dilation(prev, structure=step_se) & (work_array[z] < CORD_DARK_RATIO * thr[z])
+            )
+            if not region.any():
                 break
-            sizes = np.bincount(lab.ravel())
-            sizes[0] = 0
-            region = lab == int(np.argmax(sizes))
             a, a_prev = region.sum() * h * h, prev.sum() * h * h
             if a < CORD_TIP_AREA_MM2 or a < CORD_FOLLOW_SHRINK * a_prev or a > CORD_FOLLOW_GROWTH * a_end:
                 break
