@@ -46,3 +46,20 @@ def random_points_inside(volume: Volume, n: int = 500, seed: int = 1) -> np.ndar
     # keep away from voxel boundaries so nearest-neighbour look-ups are unambiguous
     ijk = np.round(ijk) + rng.uniform(-0.3, 0.3, size=(n, 3))
     return volume.ijk_to_ras_points(ijk)
+
+
+def screw_surface_ijk(grid: Volume, entry: np.ndarray, tip: np.ndarray, diameter: float, start_mm: float = 0.0):
+    """Points on a screw's surface in ``grid``'s continuous IJK (columns i, j, k), for the tests' own
+    checks independent of the planner: rings every 0.3 mm from ``start_mm`` past the entry to the tip,
+    40 points around, RAS -> IJK by inverting the grid's own 4x4 matrix (not the library's helper)."""
+    axis = tip - entry
+    length = float(np.linalg.norm(axis))
+    d = axis / length
+    a = np.cross(d, [0.3, 0.5, 0.8])
+    a /= np.linalg.norm(a)
+    b = np.cross(d, a)
+    t = np.arange(start_mm, length + 1e-9, 0.3)
+    phi = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    ring = np.cos(phi)[:, None] * a + np.sin(phi)[:, None] * b
+    points = (entry + t[:, None, None] * d + diameter / 2 * ring[None]).reshape(-1, 3)
+    return (np.linalg.inv(grid.ijk_to_ras) @ np.c_[points, np.ones(len(points))].T)[:3].T

@@ -12,6 +12,8 @@ from lumbarspine.planning import PlanningMaps, PlanningParameters, evaluate_scre
 from lumbarspine.planning.screws import SCREW_DIAMETERS_MM, SCREW_LENGTHS_MM
 from lumbarspine.volume import Volume
 
+from geometry_cases import screw_surface_ijk
+
 GRIDS = {
     # coarse grids keep it fast: isotropic axial, oblique, anisotropic left-handed (LPS-like, 2 mm slices)
     "axial": dict(orientation="axial", spacing=(1.2, 1.2, 1.2)),
@@ -40,19 +42,7 @@ def _independent_breach(labels: Volume, label: int, entry: np.ndarray, tip: np.n
     spacing-aware) to the nearest voxel of the vertebra. 0 when every point's voxel is bone."""
     mask = np.asarray(labels.array) == label
     outside = ndimage.distance_transform_edt(~mask, sampling=labels.spacing[::-1])
-    axis = tip - entry
-    length = float(np.linalg.norm(axis))
-    d = axis / length
-    a = np.cross(d, [0.3, 0.5, 0.8])
-    a /= np.linalg.norm(a)
-    b = np.cross(d, a)
-    t = np.arange(0.0, length + 1e-9, 0.3)
-    phi = np.linspace(0, 2 * np.pi, 40, endpoint=False)
-    ring = np.cos(phi)[:, None] * a + np.sin(phi)[:, None] * b
-    points = (entry + t[:, None, None] * d + diameter / 2 * ring[None]).reshape(-1, 3)
-    # RAS -> IJK by inverting the grid's own 4x4 matrix (not the library's helper)
-    ijk = (np.linalg.inv(labels.ijk_to_ras) @ np.c_[points, np.ones(len(points))].T)[:3].T
-    idx = np.rint(ijk).astype(int)
+    idx = np.rint(screw_surface_ijk(labels, entry, tip, diameter)).astype(int)
     return float(outside[idx[:, 2], idx[:, 1], idx[:, 0]].max())
 
 

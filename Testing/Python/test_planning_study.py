@@ -16,6 +16,8 @@ from lumbarspine.planning.decompression import plan_decompressions, read_grades
 from lumbarspine.planning.export import mask_surface
 from lumbarspine.volume import Volume
 
+from geometry_cases import screw_surface_ijk
+
 
 @pytest.fixture(scope="module")
 def stenotic():
@@ -195,17 +197,7 @@ def _surface_hu(image, entry: np.ndarray, tip: np.ndarray, diameter: float) -> n
     rings every 0.3 mm, 40 points around, from 3 mm past the entry (the head's seat) to the tip."""
     from scipy import ndimage
 
-    axis = tip - entry
-    length = float(np.linalg.norm(axis))
-    d = axis / length
-    a = np.cross(d, [0.3, 0.5, 0.8])
-    a /= np.linalg.norm(a)
-    b = np.cross(d, a)
-    t = np.arange(3.0, length + 1e-9, 0.3)
-    phi = np.linspace(0, 2 * np.pi, 40, endpoint=False)
-    ring = np.cos(phi)[:, None] * a + np.sin(phi)[:, None] * b
-    points = (entry + t[:, None, None] * d + diameter / 2 * ring[None]).reshape(-1, 3)
-    ijk = (np.linalg.inv(image.ijk_to_ras) @ np.c_[points, np.ones(len(points))].T)[:3].T
+    ijk = screw_surface_ijk(image, entry, tip, diameter, start_mm=3.0)
     return ndimage.map_coordinates(np.asarray(image.array, float), ijk[:, ::-1].T, order=1, cval=-1024.0)
 
 
