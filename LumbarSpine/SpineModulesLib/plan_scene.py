@@ -5,8 +5,10 @@ result (``lumbarspine.planning.panel_support.plan_image``): the planning volumes
 per level, the no-go zone) in the output segmentation, the vertebrae as semi-transparent bone, the dural
 sac per level coloured by its grade, a decompression table, and the screws as line markups with models
 (:mod:`SpineModulesLib.screws`). The output segmentation references the label map planned on
-(:data:`PLAN_LABELS_ROLE`; the automatic segmentation is added to the scene) and keeps the decompression
-rows as JSON (:data:`DECOMPRESSIONS_ATTRIBUTE`); a rerun into it replaces the previous run's nodes.
+(:data:`PLAN_LABELS_ROLE`; the automatic segmentation is added to the scene), the image planned with when its
+bone was refined by the CT's HU (:data:`PLAN_IMAGE_ROLE`: the screw edits then evaluate on that same bone,
+``lumbarspine.planning.screw_edit.label_map_maps``), and keeps the decompression rows as JSON
+(:data:`DECOMPRESSIONS_ATTRIBUTE`); a rerun into it replaces the previous run's nodes.
 :func:`export_plan` writes the screws (as they are now, after any edit) and the planning volumes as STL / OBJ
 in RAS or LPS (``lumbarspine.planning.export``); :func:`point_cameras` puts the 3D views' cameras on a
 standard view (posterior, left, superior).
@@ -26,11 +28,13 @@ from SpineModulesLib.screws import ATTR_DIAMETER, line_points, put_screws_in_sce
 
 __all__ = [
     "PLAN_LABELS_ROLE",
+    "PLAN_IMAGE_ROLE",
     "DECOMPRESSIONS_ATTRIBUTE",
     "CAMERA_PRESETS",
     "DECOMPRESSION_COLUMNS",
     "put_plan_in_scene",
     "plan_labels_node",
+    "plan_image_node",
     "decompression_rows_of",
     "export_plan",
     "point_cameras",
@@ -38,6 +42,8 @@ __all__ = [
 ]
 
 PLAN_LABELS_ROLE = "LumbarSpine.PlanLabels"
+PLAN_IMAGE_ROLE = "LumbarSpine.PlanImage"
+"""The output's reference to the CT its screws were planned with (only when the bone was refined by its HU)."""
 DECOMPRESSIONS_ATTRIBUTE = "LumbarSpine.Decompressions"
 DECOMPRESSION_COLUMNS = (
     ("level", "Level", "{}"),
@@ -93,11 +99,13 @@ def put_plan_in_scene(
     scene: Any,
     labels_node: Any = None,
     surfaces: bool = True,
+    image_node: Any = None,
 ) -> Tuple[Any, List[Any], Dict[str, Any]]:
     """Put ``planned`` (``plan_image``'s result) into ``scene`` (see the module docstring).
 
     ``base`` prefixes new node names; ``output`` (a segmentation node) is refilled (a new one when None);
-    ``labels_node`` is the label map node the plan was asked for (None: automatic segmentation).
+    ``labels_node`` is the label map node the plan was asked for (None: automatic segmentation);
+    ``image_node`` the image node planned (referenced as :data:`PLAN_IMAGE_ROLE` when ``planned["refined_bone"]``).
     Returns the output segmentation, the screw lines and the other nodes by role (``vertebrae``,
     ``dural_sac``, ``decompression_table``, ``labels``) with ``no_go_volume_mm3``.
 
@@ -155,6 +163,8 @@ def put_plan_in_scene(
         output, [nodes["vertebrae"], nodes["dural_sac"], nodes["decompression_table"], labels if added else None]
     )
     output.SetNodeReferenceID(PLAN_LABELS_ROLE, labels.GetID())
+    refined = bool(planned.get("refined_bone")) and image_node is not None
+    output.SetNodeReferenceID(PLAN_IMAGE_ROLE, image_node.GetID() if refined else None)
     output.SetAttribute(DECOMPRESSIONS_ATTRIBUTE, json.dumps(rows))
     output.SetAttribute("LumbarSpine.PlanWarnings", json.dumps(list(planned.get("warnings", []))))
     return output, lines, nodes
@@ -163,6 +173,11 @@ def put_plan_in_scene(
 def plan_labels_node(output: Optional[Any]) -> Any:
     """The label map node the plan in ``output`` was made on (None when there is none)."""
     return output.GetNodeReference(PLAN_LABELS_ROLE) if output is not None else None
+
+
+def plan_image_node(output: Optional[Any]) -> Any:
+    """The image node whose HU refined the bone the plan in ``output`` was made on (None: the labels alone)."""
+    return output.GetNodeReference(PLAN_IMAGE_ROLE) if output is not None else None
 
 
 def decompression_rows_of(output: Optional[Any]) -> List[Dict[str, Any]]:
@@ -372,14 +387,20 @@ class PlanSceneMixin:
         return normalise_levels(levels)
 
     @staticmethod
-    def putPlan(planned, base, outputSegmentation, scene, inputLabelmap=None, createSurface=True):
+    def putPlan(planned, base, outputSegmentation, scene, inputLabelmap=None, createSurface=True, inputVolume=None):
         """:func:`put_plan_in_scene`."""
-        return put_plan_in_scene(planned, base, outputSegmentation, scene, inputLabelmap, createSurface)
+        return put_plan_in_scene(planned, base, outputSegmentation, scene, inputLabelmap, createSurface, inputVolume)
 
     @staticmethod
     def planLabelmap(outputSegmentation: Any) -> Any:
         """The label map node the plan in ``outputSegmentation`` was made on (None without a plan)."""
         return plan_labels_node(outputSegmentation)
+
+    @staticmethod
+    def planImage(outputSegmentation: Any) -> Any:
+        """The image node the plan's bone was refined with (None: planned on the labels alone); the screw edits
+        take it with :meth:`planLabelmap` so they grade on the plan's bone."""
+        return plan_image_node(outputSegmentation)
 
     @staticmethod
     def decompressionRows(outputSegmentation: Any) -> List[Dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from SpineModulesLib.i18n import _
-from SpineModulesLib.nodes import label_volume_from_node
+from SpineModulesLib.nodes import image_volume_from_node, label_volume_from_node
 from SpineModulesLib.outputs import remember_run_nodes, remove_node, run_nodes
 from SpineModulesLib.protocol import Job
 
@@ -148,7 +148,7 @@ def set_screw_visible(line: Any, visible: bool) -> None:
 
 
 REPLAN_CALL = "lumbarspine.planning.screw_edit:replan_label_map_screw"
-"""One screw again: ``replan_label_map_screw(labels, vertebra, side, diameter_mm=, length_mm=) -> row``."""
+"""One screw again: ``replan_label_map_screw(labels, vertebra, side, diameter_mm=, length_mm=, image=) -> row``."""
 
 ATTR_DIAMETER = "LumbarSpine.DiameterMm"
 ATTR_VERTEBRA = "LumbarSpine.Vertebra"
@@ -171,23 +171,32 @@ class ScrewEditingMixin:
 
     The label map's :class:`SpineAnatomy` and its distance maps are kept (``anatomy()``) until another
     node or new voxels come, so moving or resizing a screw evaluates it at once after the first time.
+    ``inputVolume`` (every edit takes it last): the image the plan's bone was refined with (the planning
+    output's ``planImage``); the edits then grade on that same bone
+    (``lumbarspine.planning.screw_edit.label_map_maps``). None: the labels alone.
     """
 
     def __init__(self) -> None:
-        self._anatomy: Optional[tuple] = None  # (label map ID and image data MTime, SpineAnatomy, PlanningMaps)
+        self._anatomy: Optional[tuple] = None  # (node IDs and voxel MTimes, SpineAnatomy, PlanningMaps)
         self._observations: List[tuple] = []
 
-    def anatomy(self, inputLabelmap):
-        """``(SpineAnatomy, PlanningMaps)`` of the label map, kept until the node or its voxels change."""
-        from lumbarspine.planning import PlanningMaps
-        from lumbarspine.planning.screw_edit import anatomy_from_label_map
+    @staticmethod
+    def _nodeKey(node) -> tuple:
+        if node is None:
+            return (None, 0)
+        return (node.GetID(), node.GetImageData().GetMTime() if node.GetImageData() else 0)
+
+    def anatomy(self, inputLabelmap, inputVolume=None):
+        """``(SpineAnatomy, PlanningMaps)`` of the label map (and the image the plan was refined with), kept
+        until a node or its voxels change."""
+        from lumbarspine.planning.screw_edit import label_map_maps
 
         if inputLabelmap is None:
             raise ValueError("No input label map: the screws are evaluated against it.")
-        key = (inputLabelmap.GetID(), inputLabelmap.GetImageData().GetMTime() if inputLabelmap.GetImageData() else 0)
+        key = self._nodeKey(inputLabelmap) + self._nodeKey(inputVolume)
         if self._anatomy is None or self._anatomy[0] != key:
-            anatomy = anatomy_from_label_map(label_volume_from_node(inputLabelmap))
-            self._anatomy = (key, anatomy, PlanningMaps(anatomy))
+            image = image_volume_from_node(inputVolume, "planned image") if inputVolume is not None else None
+            self._anatomy = (key,) + label_map_maps(label_volume_from_node(inputLabelmap), image)
         return self._anatomy[1], self._anatomy[2]
 
     @staticmethod
@@ -201,14 +210,14 @@ class ScrewEditingMixin:
         lines = [f"<b>{r['vertebra']} {r['side']}</b>: {r['reason']}" for r in refused]
         return (_("No screw at:") + "<br>" + "<br>".join(lines)) if lines else ""
 
-    def resizeScrew(self, line, inputLabelmap, diameterMm, lengthMm, marginMm: float = 2.0) -> str:
+    def resizeScrew(self, line, inputLabelmap, diameterMm, lengthMm, marginMm: float = 2.0, inputVolume=None) -> str:
         """Give ``line`` a new diameter and length (mm) along its trajectory and evaluate it (the library's
         ``evaluate_line_markup``: attributes, grade colour, model). Returns a status message."""
         from lumbarspine.planning import evaluate_line_markup
         from lumbarspine.planning.screw_edit import sized_parameters
 
         sized_parameters(None, diameterMm, lengthMm)  # ValueError on a size out of range
-        anatomy, maps = self.anatomy(inputLabelmap)
+        anatomy, maps = self.anatomy(inputLabelmap, inputVolume)
         entry, tip = line_points(line)
         direction = (tip - entry) / max(float(np.linalg.norm(tip - entry)), 1e-9)
         line.SetAttribute(ATTR_DIAMETER, f"{float(diameterMm):g}")
@@ -222,18 +231,23 @@ class ScrewEditingMixin:
             grade=result["gertzbein_robbins"],
         )
 
-    def replanJob(self, line, inputLabelmap, diameterMm=None, lengthMm=None, marginMm: float = 2.0) -> Job:
-        """Re-planning ``line``'s vertebra and side as a job (:data:`REPLAN_CALL`); sizes None: the planner's."""
+    def replanJob(
+        self, line, inputLabelmap, diameterMm=None, lengthMm=None, marginMm: float = 2.0, inputVolume=None
+    ) -> Job:
+        """Re-planning ``line``'s vertebra and side as a job (:data:`REPLAN_CALL`); sizes None: the planner's;
+        with ``inputVolume`` on the bone its HU refined, as the plan."""
         vertebra, side = line.GetAttribute(ATTR_VERTEBRA), line.GetAttribute(ATTR_SIDE)
         if not vertebra or not side:
             raise ValueError(f"{line.GetName()!r} is not a planned screw (no vertebra and side on it).")
         kwargs = {"diameter_mm": diameterMm, "length_mm": lengthMm, "margin_mm": _margin(marginMm)}
+        if inputVolume is not None:
+            kwargs["image"] = image_volume_from_node(inputVolume, "planned image")
         labels = label_volume_from_node(inputLabelmap)
         return Job(
             REPLAN_CALL, (labels, vertebra, side), kwargs, title=_("Re-planning {name}").format(name=line.GetName())
         )
 
-    def applyReplan(self, line, row, inputLabelmap, marginMm: float = 2.0) -> str:
+    def applyReplan(self, line, row, inputLabelmap, marginMm: float = 2.0, inputVolume=None) -> str:
         """Move ``line`` to the re-planned screw ``row`` and evaluate it; a refusal leaves it as it was."""
         if row.get("reason"):
             raise ValueError(
@@ -241,18 +255,20 @@ class ScrewEditingMixin:
             )
         line.SetAttribute(ATTR_DIAMETER, f"{float(row['diameter_mm']):g}")
         move_line(line, row["entry_ras"], row["tip_ras"])
-        return self.resizeScrew(line, inputLabelmap, row["diameter_mm"], row["length_mm"], marginMm)
+        return self.resizeScrew(line, inputLabelmap, row["diameter_mm"], row["length_mm"], marginMm, inputVolume)
 
     @staticmethod
     def setScrewVisible(line, visible: bool) -> str:
         set_screw_visible(line, visible)
         return (_("{name} shown.") if visible else _("{name} hidden.")).format(name=line.GetName())
 
-    def observeScrews(self, outputSegmentation, inputLabelmap, marginMm: float = 2.0, onResult=None) -> int:
+    def observeScrews(
+        self, outputSegmentation, inputLabelmap, marginMm: float = 2.0, onResult=None, inputVolume=None
+    ) -> int:
         """Re-evaluate a screw whenever one of its end points moves (``onResult(line, evaluation)`` after)."""
         from lumbarspine.planning import observe_line_markup
 
-        anatomy, maps = self.anatomy(inputLabelmap)
+        anatomy, maps = self.anatomy(inputLabelmap, inputVolume)
         for line in screw_lines(outputSegmentation):
             tag = observe_line_markup(line, anatomy, maps=maps, on_result=onResult, no_go_margin_mm=marginMm)
             self._observations.append((line, tag))

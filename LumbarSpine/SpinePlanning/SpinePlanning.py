@@ -249,6 +249,10 @@ class SpinePlanningWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKOb
         output = self._parameterNode.outputSegmentation if self._parameterNode else None
         return self.logic.planLabelmap(output) or (self._parameterNode.inputLabelmap if self._parameterNode else None)
 
+    def _planImage(self):
+        """The CT the current plan's bone was refined with (None: the labels alone); the edits grade on that bone."""
+        return self.logic.planImage(self._parameterNode.outputSegmentation if self._parameterNode else None)
+
     # ------------------------------------------------------------------ export and the 3D views
     def onExport(self) -> None:
         p = self._parameterNode
@@ -273,7 +277,7 @@ class SpinePlanningWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKOb
         if parameters and parameters.outputSegmentation is not None and labelmap is not None:
             try:
                 self.logic.observeScrews(
-                    parameters.outputSegmentation, labelmap, parameters.marginMm, self.onScrewMoved
+                    parameters.outputSegmentation, labelmap, parameters.marginMm, self.onScrewMoved, self._planImage()
                 )
             except ValueError as exc:  # e.g. a label map without voxels yet: the screws are shown, not followed
                 self.ui.statusLabel.text = str(exc)
@@ -332,7 +336,7 @@ class SpinePlanningWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKOb
         p = self._parameterNode
         self._screwAction(
             lambda line: self.logic.resizeScrew(
-                line, self._planLabelmap(), p.screwDiameterMm, p.screwLengthMm, p.marginMm
+                line, self._planLabelmap(), p.screwDiameterMm, p.screwLengthMm, p.marginMm, self._planImage()
             )
         )
 
@@ -348,6 +352,7 @@ class SpinePlanningWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKOb
                 parameters.screwDiameterMm if withSize else None,
                 parameters.screwLengthMm if withSize else None,
                 parameters.marginMm,
+                self._planImage(),
             )
             lineId = line.GetID()
             self.startJob(job, lambda row: self._applyReplan(lineId, row))
@@ -359,7 +364,9 @@ class SpinePlanningWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKOb
         line = slicer.mrmlScene.GetNodeByID(lineId)
         if line is None:
             raise ValueError(_("The screw was removed during the run."))
-        message = self.logic.applyReplan(line, row, self._planLabelmap(), self._parameterNode.marginMm)
+        message = self.logic.applyReplan(
+            line, row, self._planLabelmap(), self._parameterNode.marginMm, self._planImage()
+        )
         self.refreshScrews()
         return message
 
@@ -432,7 +439,9 @@ class SpinePlanningLogic(PlanSceneMixin, ScrewEditingMixin, ScriptedLoadableModu
         gets the decompressions and the no-go zone and owns the screws, bone, sac and decompression table."""
         inputVolume, inputLabelmap = self.inputNodes(inputVolume, inputLabelmap)
         base = self.baseName(inputVolume, inputLabelmap)
-        output, lines, nodes = self.putPlan(planned, base, outputSegmentation, scene, inputLabelmap, createSurface)
+        output, lines, nodes = self.putPlan(
+            planned, base, outputSegmentation, scene, inputLabelmap, createSurface, inputVolume
+        )
         return PlanningResult(
             output,
             nodes["no_go_volume_mm3"],
@@ -536,7 +545,7 @@ class SpinePlanningTest(SelfTestMixin, ScriptedLoadableModuleTest):
         self.assertEqual(again.outputSegmentation.GetID(), segmentation.GetID())
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), count)
         line = again.screws[0]
-        logic.resizeScrew(line, logic.planLabelmap(segmentation), 4.5, 30.0)
+        logic.resizeScrew(line, logic.planLabelmap(segmentation), 4.5, 30.0, 2.0, logic.planImage(segmentation))
         row = logic.screwRows(segmentation)[0]
         self.assertEqual((row["diameter_mm"], row["length_mm"]), (4.5, 30.0))
         self.delayDisplay("Planning test passed")

@@ -961,6 +961,173 @@ def test_planning_logic_edits_one_screw(load_module, slicer_scene, no_global_sce
     assert len(seen) == count  # no observer left
 
 
+def _points(line):
+    return tuple(np.array(line.GetNthControlPointPositionWorld(i)) for i in range(2))
+
+
+def _re_evaluated_in_place(line, seen):
+    """Move the tip 1 mm along the screw and back, as a drag does: the observers grade it where it was."""
+    entry, tip = _points(line)
+    line.SetNthControlPointPositionWorld(1, *(tip + (tip - entry) / np.linalg.norm(tip - entry)))
+    line.SetNthControlPointPositionWorld(1, *tip)
+    np.testing.assert_allclose(_points(line)[1], tip, atol=1e-9)
+    return seen[-1][1]
+
+
+@pytest.fixture(scope="module")
+def coarse_ct_phantom():
+    """The phantom on a 3 mm grid with its CT: the plan's bone is the label refined by the HU (issue #9)."""
+    return generate_phantom(PhantomSpec(spacing=(3.0, 3.0, 3.0)))
+
+
+def test_planning_logic_edits_grade_on_the_plans_refined_bone(
+    load_module, slicer_scene, no_global_scene, coarse_ct_phantom
+):
+    """A 3 mm CT with its label map: the panel's plan is on the bone refined by the HU, and every later evaluation
+    (moving an end point, resizing, re-planning one screw) uses that same bone, not the coarse labels alone.
+
+    The 3 mm labels alone grade some of the planned screws B (they graze the blocky label: measured when written,
+    L1 left 0.07 mm, L4 right 0.25 mm); the panel must keep them A, as planned. A 4 mm lateral move of the entry
+    still breaches (grade C or worse) on the refined bone for L1-L4 (L5's wider pedicle: grade B)."""
+    from lumbarspine.planning import PlanningMaps, evaluate_screw
+    from lumbarspine.planning.screw_edit import anatomy_from_label_map
+
+    phantom = coarse_ct_phantom
+    module = load_module("SpinePlanning")
+    scene = slicer_scene.scene
+    logic = module.SpinePlanningLogic()
+    image = volume_to_node(phantom.image, scene, name="CoarseCT")
+    labelmap = volume_to_node(phantom.labels, scene, name="CoarseLabels")
+    with no_global_scene():
+        result = logic.process(image, labelmap, createSurface=False, scene=scene)
+    output = result.outputSegmentation
+    assert logic.planLabelmap(output) is labelmap and logic.planImage(output) is image
+    assert any("refined by the CT's HU" in w for w in result.warnings)
+    anatomy = anatomy_from_label_map(phantom.labels)
+    refined, labels_only = PlanningMaps(anatomy, image=phantom.image), PlanningMaps(anatomy)
+    assert refined.refined and len(result.screws) == 12
+    rows = {r["name"]: r for r in logic.screwRows(output)}
+    differing = []
+    for line in result.screws:
+        entry, tip = _points(line)
+        row = rows[line.GetName()]
+        vertebra = row["vertebra"]
+        on_bone = evaluate_screw(anatomy, entry, tip, row["diameter_mm"], vertebra=vertebra, maps=refined)
+        on_labels = evaluate_screw(anatomy, entry, tip, row["diameter_mm"], vertebra=vertebra, maps=labels_only)
+        assert row["grade"] == on_bone["gertzbein_robbins"] == "A", row
+        assert row["breach_mm"] == pytest.approx(on_bone["breach_mm"], abs=0.005)
+        if on_labels["breach_mm"] != on_bone["breach_mm"]:
+            differing.append((line, on_bone, on_labels))
+    assert differing, "the 3 mm labels alone grade every planned screw as the refined bone does: no proof here"
+
+    # moved in place through the observers (the panel's drag), then resized to its own size: as planned
+    seen = []
+    with no_global_scene():
+        assert logic.observeScrews(output, labelmap, 2.0, lambda node, ev: seen.append((node, ev)), image) == 12
+        for line, on_bone, on_labels in differing:
+            evaluation = _re_evaluated_in_place(line, seen)
+            assert evaluation["breach_mm"] == on_bone["breach_mm"] != on_labels["breach_mm"], line.GetName()
+            assert evaluation["gertzbein_robbins"] == "A" and line.GetAttribute("LumbarSpine.GertzbeinRobbins") == "A"
+            assert evaluation["bone"] == "label refined by the CT's HU"
+    logic.stopObserving()
+    line, on_bone, on_labels = differing[0]
+    row = next(r for r in logic.screwRows(output) if r["name"] == line.GetName())
+    size = (row["diameter_mm"], row["length_mm"])
+    with no_global_scene():
+        message = logic.resizeScrew(line, labelmap, *size, 2.0, logic.planImage(output))
+    assert f"grade {on_bone['gertzbein_robbins']}" in message
+    # the same call without the image grades on the labels alone: the image is what keeps the plan's grade
+    with no_global_scene():
+        message = logic.resizeScrew(line, labelmap, *size, 2.0)
+    assert f"grade {on_labels['gertzbein_robbins']}" in message and on_labels["gertzbein_robbins"] != "A"
+    with no_global_scene():
+        logic.resizeScrew(line, labelmap, *size, 2.0, image)
+
+    # re-plan one screw (the worker's job, run here): the plan's own screw again, graded as planned
+    with no_global_scene():
+        job = logic.replanJob(line, labelmap, None, None, 2.0, logic.planImage(output))
+    assert job.kwargs["image"].same_geometry(phantom.image)
+    planned_entry, planned_tip = _points(line)
+    again = module.run_job(job)
+    assert "reason" not in again, again
+    np.testing.assert_allclose(again["entry_ras"], planned_entry, atol=1e-3)
+    np.testing.assert_allclose(again["tip_ras"], planned_tip, atol=1e-3)
+    assert (again["diameter_mm"], again["gertzbein_robbins"]) == (row["diameter_mm"], "A")
+    with no_global_scene():
+        logic.applyReplan(line, again, labelmap, 2.0, image)
+    assert line.GetAttribute("LumbarSpine.GertzbeinRobbins") == "A"
+
+    # a 4 mm lateral move of the entry (the phantom's true transverse direction) breaches the refined bone
+    seen = []
+    with no_global_scene():
+        logic.observeScrews(output, labelmap, 2.0, lambda node, ev: seen.append((node, ev)), image)
+        for line in result.screws:
+            vertebra, side = line.GetAttribute("LumbarSpine.Vertebra"), line.GetAttribute("LumbarSpine.Side")
+            if vertebra not in ("L1", "L2", "L3", "L4"):
+                continue
+            assert line.GetAttribute("LumbarSpine.GertzbeinRobbins") == "A"
+            pedicle = phantom.truth["vertebrae"][vertebra]["pedicles"][side]
+            entry, _tip = _points(line)
+            line.SetNthControlPointPositionWorld(0, *(entry + 4.0 * np.asarray(pedicle["transverse_direction_ras"])))
+            assert seen[-1][0] is line and seen[-1][1]["gertzbein_robbins"] in ("C", "D", "E"), seen[-1][1]
+    logic.stopObserving()
+
+    # planned from the label map alone: no image is kept, the edits grade on the labels
+    with no_global_scene():
+        alone = logic.process(labelmap, createSurface=False, scene=scene)
+    assert logic.planImage(alone.outputSegmentation) is None
+
+
+@pytest.mark.data
+def test_planning_logic_real_3mm_ct_edits_keep_the_plans_grades(
+    load_module, slicer_scene, no_global_scene, shared_data
+):
+    """The real 3 mm CT, segmented automatically and planned in the panel's Logic (bone refined by the HU): each
+    planned screw (grade A) keeps its breach and grade when the observers re-evaluate it in place and when it is
+    resized to its own size, and re-planning one screw gives the plan's screw again."""
+    from lumbarspine.io import read_volume
+
+    module = load_module("SpinePlanning")
+    scene = slicer_scene.scene
+    logic = module.SpinePlanningLogic()
+    image = volume_to_node(read_volume(shared_data / "totalseg_example_ct.nii.gz"), scene, name="RealCT")
+    with no_global_scene():
+        result = logic.process(image, None, createSurface=False, scene=scene)
+    output = result.outputSegmentation
+    labels_node, plan_image = logic.planLabelmap(output), logic.planImage(output)
+    assert plan_image is image and labels_node is not None
+    assert len(result.screws) >= 8, result.refused
+    planned = {r["name"]: r for r in logic.screwRows(output)}
+    assert all(r["grade"] == "A" for r in planned.values()), planned
+    seen = []
+    with no_global_scene():
+        logic.observeScrews(output, labels_node, 2.0, lambda node, ev: seen.append((node, ev)), plan_image)
+        for line in result.screws:
+            evaluation = _re_evaluated_in_place(line, seen)
+            row = planned[line.GetName()]
+            assert (evaluation["breach_mm"], evaluation["gertzbein_robbins"]) == (row["breach_mm"], "A"), row
+    logic.stopObserving()
+    for line in result.screws:
+        row = planned[line.GetName()]
+        with no_global_scene():
+            logic.resizeScrew(line, labels_node, row["diameter_mm"], row["length_mm"], 2.0, plan_image)
+        after = next(r for r in logic.screwRows(output) if r["name"] == line.GetName())
+        assert (after["breach_mm"], after["grade"]) == (row["breach_mm"], "A"), (row, after)
+    line = result.screws[0]
+    entry, tip = _points(line)
+    with no_global_scene():
+        again = module.run_job(logic.replanJob(line, labels_node, None, None, 2.0, plan_image))
+    assert "reason" not in again, again
+    np.testing.assert_allclose(again["entry_ras"], entry, atol=1e-3)
+    np.testing.assert_allclose(again["tip_ras"], tip, atol=1e-3)
+    row = planned[line.GetName()]
+    assert (again["diameter_mm"], again["breach_mm"], again["gertzbein_robbins"]) == (
+        row["diameter_mm"],
+        row["breach_mm"],
+        "A",
+    )
+
+
 def test_planning_logic_cancel_and_bad_input(load_module, slicer_scene, no_global_scene, phantom):
     module = load_module("SpinePlanning")
     scene = slicer_scene.scene

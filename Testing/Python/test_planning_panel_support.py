@@ -51,9 +51,15 @@ def test_plan_image_is_the_librarys_plan(phantom):
     grades = {"L4-L5": "severe", "L2-L3": "normal_mild", "L3-L4": "moderate"}
     planned = plan_image(phantom.image, phantom.labels, grades=grades, margin_mm=3.0)
     assert planned["levels"] == ["L3-L4", "L4-L5"] and not planned["segmented"]
-    _, anatomy = load_inputs(phantom.image, phantom.labels)
-    truth = plan_anatomy(anatomy, levels=["L3-L4", "L4-L5"], grades=grades, no_go_margin_mm=3.0)
+    image, anatomy = load_inputs(phantom.image, phantom.labels)
+    truth = plan_anatomy(anatomy, levels=["L3-L4", "L4-L5"], grades=grades, no_go_margin_mm=3.0, image=image)
+    # the 2 mm CT: planned on the bone refined by its HU, as 'lumbarspine plan' does (issue #9)
+    assert planned["refined_bone"] and truth["maps"].refined
     assert [s["name"] for s in planned["screws"]] == [s.name for s in truth["screws"]]
+    for row, screw in zip(planned["screws"], truth["screws"]):
+        np.testing.assert_allclose(row["entry_ras"], screw.entry_ras, atol=1e-3)
+        np.testing.assert_allclose(row["tip_ras"], screw.tip_ras, atol=1e-3)
+        assert row["gertzbein_robbins"] == screw.evaluation["gertzbein_robbins"]
     masks = unpack_masks(planned["masks"], planned["mask_names"])
     np.testing.assert_array_equal(masks[NO_GO_SEGMENT], truth["no_go_mask"])
     for plan in truth["decompressions"]:
@@ -68,6 +74,7 @@ def test_plan_image_is_the_librarys_plan(phantom):
     # chosen levels override the grades; screws=False drops the screws only
     picked = plan_image(None, phantom.labels, grades=grades, levels="L5-S1", screws=False)
     assert picked["levels"] == ["L5-S1"] and picked["screws"] == [] and picked["grades"] == grades
+    assert not picked["refined_bone"]  # no image: the labels alone
 
 
 def test_plan_image_refuses_bad_input(phantom):

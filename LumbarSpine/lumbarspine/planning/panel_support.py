@@ -139,7 +139,11 @@ def plan_image(
         ``{"anatomy": the SpineAnatomy planned on (its ``labels``: the label map), "segmented": bool, "screws": [ScrewPlan.to_dict() rows],
         "refused": [RefusedScrew.to_dict() rows], "decompressions": [DecompressionPlan.to_dict() rows],
         "masks": packed label Volume, "mask_names": [str], "grades": {level: grade} | None,
-        "levels": [str], "warnings": [str], "modality": str, "source": str}``.
+        "levels": [str], "warnings": [str], "modality": str, "source": str, "refined_bone": bool}``.
+        With a CT and a label map coarser than :data:`lumbarspine.planning.refine.REFINE_ABOVE_SPACING_MM`
+        the screws are planned and graded on the bone refined by the CT's HU (``refined_bone`` True, as
+        ``lumbarspine plan``); every later evaluation of them (the panel's moves, resizes, re-plans) then
+        takes the same image (:func:`lumbarspine.planning.screw_edit.label_map_maps`).
 
     Raises:
         ValueError: no input, unreadable grades, a bad level name or margin, no neural elements (cord 1 /
@@ -173,6 +177,7 @@ def plan_image(
         screw_params=screw_params,
         decompression_params=decompression_params,
         no_go_margin_mm=margin,
+        image=volume,
         progress=lambda f, m: report(0.4 + 0.55 * f, m),
         cancel=cancel,
     )
@@ -196,6 +201,7 @@ def plan_image(
         "warnings": list(result["warnings"]),
         "modality": anatomy.modality,
         "source": anatomy.source,
+        "refined_bone": bool(result["maps"].refined),
     }
 
 

@@ -280,7 +280,8 @@ def build_plan_scene(
         grades: ``{level: grade}`` for the dural sac colours.
         decompression_masks: ``{level: boolean mask}`` on the label map's grid.
         no_go_mask: boolean mask of the no-go zone.
-        observe: re-evaluate a screw whenever its line is moved (for interactive use).
+        observe: re-evaluate a screw whenever its line is moved (for interactive use), on the plan's bone: with
+            ``image`` (a coarse CT) the bone refined by its HU, as :func:`lumbarspine.planning.study.plan_anatomy`.
 
     Returns:
         ``{"vertebrae", "dural_sac", "planning", "screws": [(line, model)], "image", "volume_rendering"}``.
@@ -310,7 +311,7 @@ def build_plan_scene(
     if no_go_mask is not None:
         planning_segments.append(("No-go zone", no_go_mask, NO_GO_COLOR, NO_GO_OPACITY))
     nodes["planning"] = _segmentation_from_masks(scene, anatomy.labels, "Planning volumes", planning_segments)
-    maps = PlanningMaps(anatomy) if observe else None
+    maps = PlanningMaps(anatomy, image=image) if observe else None  # the plan's bone
     for screw in plan.get("screws", []):
         line, model = add_screw(scene, screw)
         nodes["screws"].append((line, model))

@@ -10,6 +10,11 @@
   (Gertzbein-Robbins breach), not checked against the sizing rules.
 * :func:`plan_label_map` / :func:`replan_label_map_screw`: what the module's worker process runs on a
   TotalSpineSeg label map (Volumes and plain dicts in, plain dicts out).
+* :func:`label_map_maps`: the anatomy of a label map and the :class:`PlanningMaps` that plan and every later
+  evaluation of its screws share: with the CT the plan was made on (``image``) and a label map coarser than
+  :data:`lumbarspine.planning.refine.REFINE_ABOVE_SPACING_MM`, the bone refined by the CT's HU
+  (:mod:`lumbarspine.planning.refine`), so a screw planned grade A on that bone keeps its grade when it is
+  re-evaluated, resized or re-planned; without an image, the labels alone.
 * :func:`mark_screw`: write an evaluation on a screw's line markup (attributes and grade colour, as
   :func:`lumbarspine.planning.evaluate.evaluate_line_markup` does) without computing it again.
 
@@ -41,6 +46,7 @@ from .screws import (
 
 __all__ = [
     "anatomy_from_label_map",
+    "label_map_maps",
     "sized_parameters",
     "replan_screw",
     "resize_screw",
@@ -55,6 +61,26 @@ def anatomy_from_label_map(labels: Volume) -> SpineAnatomy:
     from ..anatomy.build import anatomy_from_labels
 
     return anatomy_from_labels(labels, numbering="imported", source="label map")
+
+
+def label_map_maps(labels: Volume, image: Volume | None = None) -> tuple[SpineAnatomy, PlanningMaps]:
+    """``(SpineAnatomy, PlanningMaps)`` of a TotalSpineSeg label map and the image it was planned with.
+
+    The maps are those :func:`lumbarspine.planning.study.plan_anatomy` plans on
+    (``PlanningMaps(anatomy, image=image)``): with a CT in HU and a label map coarser than
+    :data:`lumbarspine.planning.refine.REFINE_ABOVE_SPACING_MM` each vertebra's bone is refined by the HU; with
+    an MRI, a fine label map or no image, the labels alone. Keep the pair for every evaluation of the plan's
+    screws (moved, resized, re-planned): they are then graded on the bone they were planned on.
+
+    Raises:
+        ValueError: ``labels`` or ``image`` is not a Volume.
+    """
+    if not isinstance(labels, Volume):
+        raise ValueError(f"The label map must be a Volume; got {type(labels).__name__}.")
+    if image is not None and not isinstance(image, Volume):
+        raise ValueError(f"The image planned with must be a Volume (or None); got {type(image).__name__}.")
+    anatomy = anatomy_from_label_map(labels)
+    return anatomy, PlanningMaps(anatomy, image=image)
 
 
 def sized_parameters(
@@ -160,10 +186,12 @@ def plan_label_map(
     margin_mm: float = DEFAULT_MARGIN_MM,
     screws: bool = True,
     params: PlanningParameters | None = None,
+    image: Volume | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
 ) -> dict[str, Any]:
-    """The no-go zone and the pedicle screws of a TotalSpineSeg label map (the planning module's run).
+    """The no-go zone and the pedicle screws of a TotalSpineSeg label map (the planning module's run); with
+    ``image`` (its CT) on the bone of :func:`label_map_maps`.
 
     Returns ``{"zone": label Volume (:func:`no_go_zone`), "screws": [ScrewPlan.to_dict() rows],
     "refused": [RefusedScrew.to_dict() rows], "warnings": [str]}``.
@@ -176,9 +204,9 @@ def plan_label_map(
     if not screws:
         return out
     check_cancel(cancel, "Screw planning")
-    anatomy = anatomy_from_label_map(labels)
+    anatomy, maps = label_map_maps(labels, image)
     params = replace(params or PlanningParameters(), no_go_margin_mm=float(margin_mm))
-    planned = plan_screws(anatomy, params, progress=progress, cancel=cancel)
+    planned = plan_screws(anatomy, params, maps=maps, progress=progress, cancel=cancel)
     out["screws"] = [_screw_row(s) for s in planned["screws"]]
     out["refused"] = [r.to_dict() for r in planned["refused"]]
     out["warnings"] = list(planned["warnings"])
@@ -194,12 +222,16 @@ def replan_label_map_screw(
     length_mm: float | None = None,
     margin_mm: float = DEFAULT_MARGIN_MM,
     params: PlanningParameters | None = None,
+    image: Volume | None = None,
 ) -> dict[str, Any]:
     """:func:`replan_screw` on a label map: a ``ScrewPlan.to_dict()`` row, or a ``RefusedScrew.to_dict()`` row
-    (it has ``"reason"``)."""
-    anatomy = anatomy_from_label_map(labels)
+    (it has ``"reason"``). ``image``: the CT the plan was made with (the same bone as the plan,
+    :func:`label_map_maps`); None: the labels alone."""
+    anatomy, maps = label_map_maps(labels, image)
     params = replace(params or PlanningParameters(), no_go_margin_mm=float(margin_mm))
-    planned = replan_screw(anatomy, vertebra, side, diameter_mm=diameter_mm, length_mm=length_mm, params=params)
+    planned = replan_screw(
+        anatomy, vertebra, side, diameter_mm=diameter_mm, length_mm=length_mm, params=params, maps=maps
+    )
     return planned.to_dict() if isinstance(planned, RefusedScrew) else _screw_row(planned)
 
 
