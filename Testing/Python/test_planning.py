@@ -247,3 +247,34 @@ def test_coarse_ct_phantom_planned_on_the_bone_refined_by_its_hu():
         angle = np.degrees(np.arccos(np.clip(np.dot(screw.direction, axis), -1, 1)))
         assert angle < 10.0, (screw.name, angle)
         assert screw.diameter_mm < pedicle["isthmus_width_mm"], screw.name
+
+
+def test_scene_observers_grade_on_the_plans_refined_bone(slicer_scene):
+    """``build_plan_scene(..., image=CT, observe=True)`` (the scene ``lumbarspine plan`` builds, interactive): a
+    moved screw line is graded on the bone the plan was made on, the 3 mm label refined by the CT's HU, not on the
+    label alone; some planned screws (grade A) read B on the 3 mm labels alone (measured when written: L1 left,
+    L4 right), and must stay A when re-evaluated in place."""
+    from lumbarspine.planning.evaluate import ATTR_BREACH, ATTR_GRADE
+    from lumbarspine.planning.scene import build_plan_scene
+
+    phantom = generate_phantom(PhantomSpec(spacing=(3.0, 3.0, 3.0)))
+    anatomy = anatomy_from_labels(phantom.labels, modality="ct", numbering="imported", source="phantom")
+    maps = PlanningMaps(anatomy, image=phantom.image)
+    planned = plan_screws(anatomy, maps=maps)
+    labels_only = PlanningMaps(anatomy)
+    differing = {}
+    for screw in planned["screws"]:
+        alone = evaluate_screw(anatomy, screw.entry_ras, screw.tip_ras, screw.diameter_mm, maps=labels_only)
+        if alone["breach_mm"] != screw.evaluation["breach_mm"]:
+            differing[screw.name] = (screw, alone)
+    assert differing, "the labels alone grade every screw as the refined bone does: no proof here"
+    plan = {"screws": [s.to_dict() for s in planned["screws"]]}
+    nodes = build_plan_scene(slicer_scene, anatomy, plan, image=phantom.image, observe=True)
+    lines = {line.GetName(): line for line, _model in nodes["screws"]}
+    for name, (screw, alone) in differing.items():
+        line = lines[name]
+        line.SetNthControlPointPositionWorld(1, *(screw.tip_ras + screw.direction))  # a drag, and back
+        line.SetNthControlPointPositionWorld(1, *screw.tip_ras)
+        assert line.GetAttribute(ATTR_GRADE) == screw.evaluation["gertzbein_robbins"] == "A", name
+        assert float(line.GetAttribute(ATTR_BREACH)) == pytest.approx(screw.evaluation["breach_mm"], abs=0.005)
+        assert float(line.GetAttribute(ATTR_BREACH)) != pytest.approx(alone["breach_mm"], abs=0.005)

@@ -89,3 +89,28 @@ def test_label_map_entry_points(phantom, plan):
     assert row["name"] == "L2 right" and row["diameter_mm"] == 5.0 and "gertzbein_robbins" in row
     refused = replan_label_map_screw(phantom.labels, "S1", "left", length_mm=150.0)
     assert "shorter than the chosen screw" in refused["reason"] and refused["vertebra"] == "S1"
+
+
+def test_label_map_entry_points_with_the_ct_plan_on_its_refined_bone(phantom):
+    """With the CT (a 2 mm label map: refined by the HU, :mod:`lumbarspine.planning.refine`) the worker's plan and
+    its re-plan of one side are the library's plan on that bone, ``label_map_maps``' pair."""
+    from lumbarspine.planning.screw_edit import label_map_maps
+
+    anatomy, maps = label_map_maps(phantom.labels, phantom.image)
+    assert maps.refined and maps.image is phantom.image
+    assert not label_map_maps(phantom.labels)[1].refined
+    truth = plan_screws(anatomy, maps=maps)
+    out = plan_label_map(phantom.labels, image=phantom.image)
+    assert [row["name"] for row in out["screws"]] == [s.name for s in truth["screws"]]
+    for row, screw in zip(out["screws"], truth["screws"]):
+        np.testing.assert_allclose(row["entry_ras"], screw.entry_ras, atol=1e-3)
+        assert row["bone"] == "label refined by the CT's HU"
+    for row in out["screws"][:4]:  # re-planned alone, the same screw as in the plan
+        again = replan_label_map_screw(phantom.labels, row["vertebra"], row["side"], image=phantom.image)
+        np.testing.assert_allclose(again["entry_ras"], row["entry_ras"], atol=1e-3)
+        np.testing.assert_allclose(again["tip_ras"], row["tip_ras"], atol=1e-3)
+        assert (again["diameter_mm"], again["breach_mm"]) == (row["diameter_mm"], row["breach_mm"])
+    with pytest.raises(ValueError, match="image planned with must be a Volume"):
+        label_map_maps(phantom.labels, np.zeros((3, 3, 3)))
+    with pytest.raises(ValueError, match="label map must be a Volume"):
+        label_map_maps(None)
