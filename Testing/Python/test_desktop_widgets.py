@@ -298,6 +298,7 @@ def test_planning_widget_cancel_on_scene_close_and_a_successful_run(
     )
     assert ui.refusedLabel.text == ""  # every side of L1-S1 takes a screw on the phantom
     assert not ui.resizeScrewButton.enabled  # nothing selected yet
+    assert widget._planImage() is image  # the 2 mm CT refined the plan's bone: every screw edit grades on it
 
     # select L4 left: its size goes into the boxes, the buttons wake up
     row = table.column("Vertebra").index("L4")
@@ -306,6 +307,7 @@ def test_planning_widget_cancel_on_scene_close_and_a_successful_run(
     line = widget.selectedScrew()
     assert line.GetName() == "L4 left" and ui.resizeScrewButton.enabled and ui.replanScrewButton.enabled
     planned = (parameters.screwDiameterMm, parameters.screwLengthMm)
+    planned_grade = table.column("Grade")[row]
     assert f"{planned[0]:g}" == table.column("Ø (mm)")[row] and f"{planned[1]:.0f}" == table.column("Length (mm)")[row]
 
     # resize in place, hide, then re-plan in the worker: the planner's screw comes back
@@ -322,6 +324,7 @@ def test_planning_widget_cancel_on_scene_close_and_a_successful_run(
         time.sleep(0.02)
     assert widget.controller.state == RunState.SUCCEEDED, widget.controller.message
     assert (table.column("Ø (mm)")[row], table.column("Length (mm)")[row]) == (f"{planned[0]:g}", f"{planned[1]:.0f}")
+    assert table.column("Grade")[row] == planned_grade  # re-planned and re-graded on the plan's bone
     assert ui.replanScrewButton.enabled
 
     # dragging the tip re-evaluates it and refreshes the table (the observers the run installed)
