@@ -68,7 +68,7 @@ def test_dispatch_to_the_segmenters(stand_ins, phantoms):
     ct = segment_image(phantoms["ct"].image)
     t2 = segment_image(phantoms["t2"].image, seed_ras=(0, 10, 20), backend="numpy")
     assert [c[0] for c in stand_ins] == ["ct", "t2"]
-    assert stand_ins[1][1]["seed_ras"] == (0.0, 10.0, 20.0) and stand_ins[1][1]["backend"] == "numpy"
+    assert stand_ins[1][1]["seed_ras"] == (0.0, 10.0, 20.0) and stand_ins[1][1]["backend"].name == "numpy"
     assert ct.modality == "ct" and t2.modality == "t2"
     forced = segment_image(phantoms["t2"].image, modality="ct")  # the user's choice wins over the rule
     assert forced.modality == "ct" and stand_ins[-1][0] == "ct"

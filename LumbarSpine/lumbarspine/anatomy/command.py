@@ -64,6 +64,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..io import read_volume
+    from .arrays import resolve_backend
     from .importers import load_segmentation
     from .outputs import write_anatomy_outputs
     from .segment import detect_modality, segment_image
@@ -94,10 +95,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.subregions is not None:
             raise ValueError("--subregions goes with --segmentation SEG --convention spineps.")
+        backend = resolve_backend(args.backend) if args.method == "auto" else args.backend
         anatomy = segment_image(
-            image, modality=args.modality, seed_ras=seed, backend=args.backend, progress=report, method=args.method
+            image, modality=args.modality, seed_ras=seed, backend=backend, progress=report, method=args.method
         )
         info.update(method=args.method, backend_requested=args.backend, seed_point_ras=seed)
+        if args.method == "auto":
+            info.update(backend=backend.name)
     report(0.95, "writing labels, segmentation, anatomy.json and picture")
     paths = write_anatomy_outputs(args.out, image, anatomy, input_info=info)
     names = ", ".join([v.name for v in anatomy.vertebrae] + [d.name for d in anatomy.discs])

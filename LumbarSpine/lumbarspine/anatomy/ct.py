@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import Backend
 from ..labels import SPINAL_CANAL
 from ..progress import CancelCallback, ProgressCallback, check_cancel
 from ..volume import Volume, validate_scalar_volume
+from .arrays import resolve_backend
 from .build import anatomy_from_labels
 from .ct_bone import body_midline, bone_mask
 from .ct_canal import find_canal
@@ -54,8 +56,6 @@ BODY_HU = -400.0
 CT_MIN_BONE_VOXELS = 200
 """Fewer bone voxels than this on the working grid: the image is not a CT of the spine."""
 
-_BACKENDS = ("auto", "cpu", "gpu")
-
 
 def _report(progress: ProgressCallback | None, fraction: float, message: str) -> None:
     if progress is not None:
@@ -65,7 +65,7 @@ def _report(progress: ProgressCallback | None, fraction: float, message: str) ->
 def segment_ct(
     volume: Volume,
     *,
-    backend: str = "auto",
+    backend: str | Backend | None = "auto",
     working_spacing_mm: float | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
@@ -74,10 +74,9 @@ def segment_ct(
 
     Args:
         volume: CT in Hounsfield units, any grid (the input is not modified).
-        backend: ``"auto"``, ``"cpu"`` or ``"gpu"``. The steps are morphology, distance maps and a
-            watershed on a 1-2 mm grid, which run on the CPU (scipy / scikit-image / SimpleITK) on
-            every backend: at this size a GPU does not pay for the transfers (see
-            ``scripts/bench_segment_ct.py``).
+        backend: ``"auto"``, ``"cupy"``, ``"numpy"`` (:data:`~lumbarspine.backend.BACKEND_CHOICES`;
+            the legacy ``"cpu"`` / ``"gpu"`` are mapped to ``"numpy"`` / ``"cupy"``), ``None``
+            (``LUMBARSPINE_BACKEND``) or a :class:`~lumbarspine.backend.Backend`.
         working_spacing_mm: isotropic spacing of the working grid (mm); default: the input's mean
             voxel size clipped to 1-2 mm (:data:`~lumbarspine.anatomy.ct_grid.WORKING_SPACING_RANGE_MM`).
         progress: ``progress(fraction, message)`` callback.
@@ -90,8 +89,7 @@ def segment_ct(
         ValueError: not a scalar volume, not in HU (no bone), or no spinal canal / vertebra found.
     """
     validate_scalar_volume(volume, what="CT volume")
-    if backend not in _BACKENDS:
-        raise ValueError(f"Unknown backend {backend!r}: use one of {', '.join(_BACKENDS)}.")
+    backend = resolve_backend(backend)
     if volume.is_label:
         raise ValueError("segment_ct needs a CT image in HU, not a label map.")
     array = np.asarray(volume.array)

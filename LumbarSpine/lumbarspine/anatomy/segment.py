@@ -30,8 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backend import Backend
 from ..progress import check_cancel
 from ..volume import Volume, validate_scalar_volume
+from .arrays import backend_name, resolve_backend
 from .model import SpineAnatomy
 
 __all__ = [
@@ -75,7 +77,7 @@ def segment_image(
     *,
     modality: str = "auto",
     seed_ras: Sequence[float] | None = None,
-    backend: str = "auto",
+    backend: str | Backend | None = "auto",
     progress: Callable[[float, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     method: str = "auto",
@@ -86,18 +88,25 @@ def segment_image(
         volume: the image (CT in HU or T2 MRI), any orientation; not modified.
         modality: ``"auto"`` (:func:`detect_modality`), ``"t2"`` or ``"ct"``.
         seed_ras: optional point in the canal (RAS mm), used by the T2 segmenter.
-        backend: array backend for the filters (``"auto"``, ``"cupy"``, ``"numpy"``).
+        backend: array backend of the segmenters' array steps and filters: ``"auto"``, ``"cupy"``,
+            ``"numpy"`` (:data:`~lumbarspine.backend.BACKEND_CHOICES`; legacy ``"cpu"`` / ``"gpu"``
+            are mapped), ``None`` (the ``LUMBARSPINE_BACKEND`` variable) or a
+            :class:`~lumbarspine.backend.Backend`; resolved once here (:func:`.arrays.resolve_backend`).
         progress: ``progress(fraction, message)``; cancel: returns True to stop (raises ``Cancelled``).
         method: ``"auto"`` (the project's segmenters) or a deep-learning tool of :data:`DL_TOOLS`.
 
     Raises:
-        ValueError: bad modality/method, a seed point with CT, a tool that is not installed.
+        ValueError: bad modality/method/backend, a seed point with CT, a tool that is not installed.
+        BackendUnavailableError: ``backend="cupy"`` on a machine without a working CUDA device.
     """
     if modality not in MODALITY_CHOICES:
         raise ValueError(f"Unknown modality {modality!r}: use auto, t2 or ct.")
     if method not in METHODS:
         raise ValueError(f"Unknown segmentation method {method!r}: use {', '.join(METHODS)}.")
+    backend_name(backend)  # a bad name fails before any work, whatever the method
     validate_scalar_volume(volume, what="image")
+    if method == "auto":
+        backend = resolve_backend(backend)  # probed once, for the segmenter and its filters
     report = progress or (lambda fraction, message: None)
     check_cancel(cancel)
     chosen = detect_modality(volume) if modality == "auto" else modality

@@ -23,9 +23,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..backend import Backend
 from ..labels import SACRUM, SPINAL_CANAL, SPINAL_CORD
 from ..progress import CancelCallback, ProgressCallback, check_cancel
 from ..volume import Volume, validate_scalar_volume
+from .arrays import resolve_backend
 from .build import anatomy_from_labels
 from .components import largest_component
 from .model import SpineAnatomy
@@ -48,7 +50,7 @@ def _report(progress: ProgressCallback | None, fraction: float, message: str) ->
         progress(float(fraction), message)
 
 
-def _smoother(backend: str, spacing: tuple[float, float, float]):  # type: ignore[no-untyped-def]
+def _smoother(backend: Backend, spacing: tuple[float, float, float]):  # type: ignore[no-untyped-def]
     """Isotropic Gaussian (sigma in mm) through the library's filter, on the chosen backend."""
     from ..filters import apply_filter
 
@@ -63,7 +65,7 @@ def segment_t2(
     volume: Volume,
     *,
     seed_ras=None,  # type: ignore[no-untyped-def]
-    backend: str = "auto",
+    backend: str | Backend | None = "auto",
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
 ) -> SpineAnatomy:
@@ -73,7 +75,9 @@ def segment_t2(
         volume: the T2 image (any grid orientation and spacing); never modified.
         seed_ras: optional point ``(R, A, S)`` in mm inside the canal (a markups point); the sac's
             track is forced through it.
-        backend: filter backend for the smoothing (``"auto"``, ``"numpy"``, ``"cupy"``).
+        backend: ``"auto"``, ``"cupy"``, ``"numpy"`` (:data:`~lumbarspine.backend.BACKEND_CHOICES`;
+            legacy ``"cpu"`` / ``"gpu"`` are mapped), ``None`` (``LUMBARSPINE_BACKEND``) or a
+            :class:`~lumbarspine.backend.Backend`: where the smoothing and the array steps run.
         progress: ``progress(fraction, message)``.
         cancel: ``cancel() -> bool``; True stops with :class:`~lumbarspine.progress.OperationCancelled`.
 
@@ -91,6 +95,7 @@ def segment_t2(
     if volume.is_label:
         raise ValueError("segment_t2 needs the T2 image, not a label map.")
     validate_scalar_volume(volume, what="T2 image")
+    backend = resolve_backend(backend)
     lo, hi = volume.bounds_ras()
     if np.any(hi - lo < MIN_EXTENT_MM * np.array([0.0, 1.0, 1.0])) or np.max(hi - lo) < 2 * MIN_EXTENT_MM:
         raise ValueError(
