@@ -34,7 +34,15 @@ import numpy as np
 
 from ..backend import BACKEND_CHOICES, BACKEND_ENV_VAR, Backend, select_backend
 
-__all__ = ["LEGACY_BACKEND_ALIASES", "BackendSpec", "backend_name", "resolve_backend", "ArrayOps", "array_ops"]
+__all__ = [
+    "LEGACY_BACKEND_ALIASES",
+    "BackendSpec",
+    "backend_name",
+    "resolve_backend",
+    "ArrayOps",
+    "array_ops",
+    "numpy_ops",
+]
 
 LEGACY_BACKEND_ALIASES = {"cpu": "numpy", "gpu": "cupy"}
 """Names ``segment_ct`` accepted before the project's one vocabulary; mapped onto it."""
@@ -118,7 +126,7 @@ class ArrayOps:
     def _on_device(self, array: Any) -> bool:
         return self.is_gpu and not isinstance(array, np.ndarray) and not np.isscalar(array)
 
-    def _call(self, name: str, array: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, name: str, array: Any, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``ndimage.<name>`` on the backend; bring the result back when ``array`` came from the host."""
         if not self.is_gpu:
             return getattr(self.backend.ndimage, name)(array, *args, **kwargs)
@@ -137,64 +145,70 @@ class ArrayOps:
         return self.to_host(item)
 
     # ------------------------------------------------------------------ connected components
-    def label(self, mask: Any, structure: np.ndarray | None = None) -> tuple[Any, int]:
+    def label(self, mask: Any, /, structure: np.ndarray | None = None) -> tuple[Any, int]:
         """Connected components (``ndimage.label``): ``(labels int32, count)``; face connectivity by default."""
         labels, count = self._call("label", mask, structure=structure)
         return labels, int(count)
 
     # ------------------------------------------------------------------ binary morphology
-    def binary_erosion(self, mask: Any, **kwargs: Any) -> Any:
+    def binary_erosion(self, mask: Any, /, **kwargs: Any) -> Any:
         """``ndimage.binary_erosion`` (``structure``, ``iterations``, ``mask``, ``border_value``, ...)."""
         return self._call("binary_erosion", mask, **kwargs)
 
-    def binary_dilation(self, mask: Any, **kwargs: Any) -> Any:
+    def binary_dilation(self, mask: Any, /, **kwargs: Any) -> Any:
         """``ndimage.binary_dilation`` (``structure``, ``iterations``, ``mask``, ``border_value``, ...)."""
         return self._call("binary_dilation", mask, **kwargs)
 
-    def binary_opening(self, mask: Any, **kwargs: Any) -> Any:
+    def binary_opening(self, mask: Any, /, **kwargs: Any) -> Any:
         """``ndimage.binary_opening`` (``structure``, ``iterations``, ...)."""
         return self._call("binary_opening", mask, **kwargs)
 
-    def binary_closing(self, mask: Any, **kwargs: Any) -> Any:
+    def binary_closing(self, mask: Any, /, **kwargs: Any) -> Any:
         """``ndimage.binary_closing`` (``structure``, ``iterations``, ``border_value``, ...)."""
         return self._call("binary_closing", mask, **kwargs)
 
-    def binary_fill_holes(self, mask: Any, **kwargs: Any) -> Any:
+    def binary_fill_holes(self, mask: Any, /, **kwargs: Any) -> Any:
         """``ndimage.binary_fill_holes`` (holes: background not connected to the array border)."""
         return self._call("binary_fill_holes", mask, **kwargs)
 
-    def grey_closing(self, array: Any, **kwargs: Any) -> Any:
+    def grey_closing(self, array: Any, /, **kwargs: Any) -> Any:
         """``ndimage.grey_closing`` (``size`` or ``footprint``)."""
         return self._call("grey_closing", array, **kwargs)
 
     # ------------------------------------------------------------------ distance maps
-    def distance_transform_edt(self, mask: Any, sampling: float | Sequence[float] | None = None, **kwargs: Any) -> Any:
+    def distance_transform_edt(
+        self, mask: Any, /, sampling: float | Sequence[float] | None = None, **kwargs: Any
+    ) -> Any:
         """Euclidean distance (in the units of ``sampling``, mm per axis in array order) to the nearest zero."""
         return self._call("distance_transform_edt", mask, sampling=sampling, **kwargs)
 
     # ------------------------------------------------------------------ filters
-    def gaussian_filter(self, array: Any, sigma: float | Sequence[float], **kwargs: Any) -> Any:
+    def gaussian_filter(self, array: Any, /, sigma: float | Sequence[float], **kwargs: Any) -> Any:
         """``ndimage.gaussian_filter`` (``sigma`` in voxels per axis)."""
         return self._call("gaussian_filter", array, sigma, **kwargs)
 
-    def uniform_filter(self, array: Any, size: int | Sequence[int], **kwargs: Any) -> Any:
+    def uniform_filter(self, array: Any, /, size: int | Sequence[int], **kwargs: Any) -> Any:
         """``ndimage.uniform_filter`` (box mean, ``size`` in voxels)."""
         return self._call("uniform_filter", array, size, **kwargs)
 
-    def maximum_filter(self, array: Any, **kwargs: Any) -> Any:
+    def uniform_filter1d(self, array: Any, /, size: int, **kwargs: Any) -> Any:
+        """``ndimage.uniform_filter1d`` (box mean of ``size`` voxels along ``axis``)."""
+        return self._call("uniform_filter1d", array, size, **kwargs)
+
+    def maximum_filter(self, array: Any, /, **kwargs: Any) -> Any:
         """``ndimage.maximum_filter`` (``size`` or ``footprint``)."""
         return self._call("maximum_filter", array, **kwargs)
 
-    def median_filter(self, array: Any, **kwargs: Any) -> Any:
+    def median_filter(self, array: Any, /, **kwargs: Any) -> Any:
         """``ndimage.median_filter`` (``size`` or ``footprint``)."""
         return self._call("median_filter", array, **kwargs)
 
     # ------------------------------------------------------------------ resampling
-    def zoom(self, array: Any, zoom: float | Sequence[float], **kwargs: Any) -> Any:
+    def zoom(self, array: Any, /, zoom: float | Sequence[float], **kwargs: Any) -> Any:
         """``ndimage.zoom`` (``order``, ``mode``, ``grid_mode``, ...)."""
         return self._call("zoom", array, zoom, **kwargs)
 
-    def map_coordinates(self, array: Any, coordinates: Any, **kwargs: Any) -> Any:
+    def map_coordinates(self, array: Any, /, coordinates: Any, **kwargs: Any) -> Any:
         """``ndimage.map_coordinates``: ``array`` sampled at ``coordinates`` (index space, one row per axis)."""
         if not self.is_gpu:
             return self.backend.ndimage.map_coordinates(array, coordinates, **kwargs)
@@ -206,12 +220,18 @@ class ArrayOps:
 _NUMPY_OPS: list[ArrayOps] = []
 
 
+def numpy_ops() -> ArrayOps:
+    """The (shared, stateless) NumPy/SciPy :class:`ArrayOps`: the default of every anatomy step."""
+    if not _NUMPY_OPS:
+        _NUMPY_OPS.append(ArrayOps(select_backend("numpy")))
+    return _NUMPY_OPS[0]
+
+
 def array_ops(backend: BackendSpec | ArrayOps = "numpy") -> ArrayOps:
-    """An :class:`ArrayOps` for ``backend`` (an :class:`ArrayOps` is returned as is; the NumPy one is shared)."""
+    """An :class:`ArrayOps` for ``backend`` (an :class:`ArrayOps` is returned as is)."""
     if isinstance(backend, ArrayOps):
         return backend
-    if isinstance(backend, str) and backend.strip().lower() in ("numpy", "cpu"):
-        if not _NUMPY_OPS:
-            _NUMPY_OPS.append(ArrayOps(resolve_backend("numpy")))
-        return _NUMPY_OPS[0]
+    name = backend_name(backend)
+    if name == "numpy" and not isinstance(backend, Backend):
+        return numpy_ops()
     return ArrayOps(resolve_backend(backend))

@@ -30,6 +30,12 @@ Method, one module per step (each documents its thresholds with their sources):
 The working-grid labels are nearest-neighbour resampled onto the input grid; on a grid much finer
 than the working spacing the boundaries are therefore as coarse as the working grid (give
 ``working_spacing_mm`` to refine, at a cost in time).
+
+Backend: the whole-volume array steps of 2-4 (Gaussian, morphology, labelling, distance maps) run on
+the ``backend`` switch through :class:`~lumbarspine.anatomy.arrays.ArrayOps` (``scipy.ndimage`` or
+``cupyx.scipy.ndimage``); resampling (SimpleITK), the watershed and convex hulls (scikit-image) and the
+small per-slice steps run on the CPU on every backend. The CuPy path is untested on a GPU and no speed-up
+is claimed (see :mod:`.arrays`); on the NumPy backend the results are those of SciPy itself.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from ..backend import Backend
 from ..labels import SPINAL_CANAL
 from ..progress import CancelCallback, ProgressCallback, check_cancel
 from ..volume import Volume, validate_scalar_volume
-from .arrays import resolve_backend
+from .arrays import ArrayOps, resolve_backend
 from .build import anatomy_from_labels
 from .ct_bone import body_midline, bone_mask
 from .ct_canal import find_canal
@@ -108,14 +114,15 @@ def segment_ct(
     check_cancel(cancel, "CT segmentation")
 
     _report(progress, 0.15, "Bone mask")
-    bone, generous, smooth = bone_mask(hu, spacing)
+    ops = ArrayOps(backend)
+    bone, generous, smooth = bone_mask(hu, spacing, ops=ops)
     if int(bone.sum()) < CT_MIN_BONE_VOXELS:
         raise ValueError("No bone found in the CT (fewer than 200 voxels above the bone thresholds).")
-    midline = body_midline(smooth, spacing)
+    midline = body_midline(smooth, spacing, ops=ops)
     check_cancel(cancel, "CT segmentation")
 
     _report(progress, 0.35, "Spinal canal")
-    canal = find_canal(generous, smooth, spacing, midline, solid=bone)
+    canal = find_canal(generous, smooth, spacing, midline, solid=bone, ops=ops)
     if canal is None or len(canal.centres) < 10:
         raise ValueError(
             "No spinal canal was found: no chain of bony rings (vertebral foramina) near the midline. "
@@ -127,7 +134,7 @@ def segment_ct(
     frame = spine_frame(canal.centres)
     ones = volume.with_array(np.ones(volume.shape, dtype=np.uint8), is_label=True)
     in_view = resample_onto(ones, grid, linear=False, default=0, dtype=np.uint8).astype(bool)
-    levels = split_levels(bone, smooth, canal.mask, frame, spacing, in_view, hu=hu)
+    levels = split_levels(bone, smooth, canal.mask, frame, spacing, in_view, hu=hu, ops=ops)
     if levels.n_vertebrae == 0:
         raise ValueError("No vertebral body was found in front of the spinal canal.")
     check_cancel(cancel, "CT segmentation")

@@ -17,10 +17,16 @@ cancellous bone 150-300 HU and 50-150 HU in osteoporosis, muscle 40-60 HU, disc 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage
 
+from .arrays import numpy_ops
 from .components import largest_component
+
+if TYPE_CHECKING:
+    from .arrays import ArrayOps
 
 __all__ = [
     "CORTICAL_BONE_HU",
@@ -60,11 +66,12 @@ generously (a disc space is never inside an axial plane); in coronal and sagitta
 stays well under half a disc height so that two bodies and their disc never form one ring."""
 
 
-def holes(mask: np.ndarray, axis: int | None = None) -> np.ndarray:
+def holes(mask: np.ndarray, axis: int | None = None, *, ops: ArrayOps | None = None) -> np.ndarray:
     """Background voxels enclosed by ``mask``: in 3D (``axis=None``) or within each plane normal to ``axis``.
 
     Same result as ``ndimage.binary_fill_holes(mask) & ~mask`` (with an in-plane structure for a
-    plane), by labelling the background once instead of iterated dilations (much faster).
+    plane), by labelling the background once instead of iterated dilations (much faster). The
+    labelling runs on ``ops``' backend (:mod:`.arrays`, NumPy by default).
     """
     if axis is None:
         structure = ndimage.generate_binary_structure(3, 1)
@@ -73,7 +80,7 @@ def holes(mask: np.ndarray, axis: int | None = None) -> np.ndarray:
         structure = np.expand_dims(ndimage.generate_binary_structure(2, 1), axis)
         structure = np.pad(structure, [(1, 1) if a == axis else (0, 0) for a in range(3)])
         faces = tuple(a for a in range(3) if a != axis)
-    lab, n = ndimage.label(~mask, structure=structure)
+    lab, n = (ops or numpy_ops()).label(~mask, structure=structure)
     if n == 0:
         return np.zeros(mask.shape, dtype=bool)
     outside = np.zeros(n + 1, dtype=bool)
@@ -91,7 +98,9 @@ def in_plane_structure() -> np.ndarray:
     return structure
 
 
-def bone_mask(hu: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bone_mask(
+    hu: np.ndarray, spacing: float, *, ops: ArrayOps | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Filled bone mask, the same before the half-maximum edge step, and the smoothed image (HU).
 
     Bone = (HU >= :data:`CORTICAL_BONE_HU`) or (smoothed HU >= :data:`CANCELLOUS_BONE_HU`), closed by
@@ -101,11 +110,15 @@ def bone_mask(hu: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray, n
     :data:`EDGE_LAYER_MM` stay bone only when brighter than halfway between the local maximum (within
     :data:`EDGE_WINDOW_MM`) and :data:`SOFT_TISSUE_HU`; joint spaces (thin clefts darker than half
     maximum by :data:`GAP_TOPHAT_HU` under a closing) are opened again. Specks under 50 mm3 are dropped.
+
+    The filters, morphology and labelling run on ``ops``' backend (:mod:`.arrays`, NumPy by default);
+    arrays in and out are NumPy arrays.
     """
-    smooth = ndimage.gaussian_filter(hu, SMOOTH_SIGMA_MM / spacing, mode="nearest", truncate=3.0)
+    ops = ops or numpy_ops()
+    smooth = ops.gaussian_filter(hu, SMOOTH_SIGMA_MM / spacing, mode="nearest", truncate=3.0)
     seed = (hu >= CORTICAL_BONE_HU) | (smooth >= CANCELLOUS_BONE_HU)
-    closed = ndimage.binary_closing(seed, structure=ndimage.generate_binary_structure(3, 1)) | seed
-    filled = seed | (holes(closed) & (smooth >= MARROW_MIN_HU))
+    closed = ops.binary_closing(seed, structure=ndimage.generate_binary_structure(3, 1)) | seed
+    filled = seed | (holes(closed, ops=ops) & (smooth >= MARROW_MIN_HU))
     marrow_like = smooth >= MARROW_MIN_HU
     for axis, radius_mm in zip((0, 1, 2), RING_CLOSING_RADIUS_MM):
         radius = max(1, int(round(radius_mm / spacing)))
@@ -115,24 +128,24 @@ def bone_mask(hu: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray, n
         pad = [(radius, radius)] * 3
         pad[axis] = (0, 0)
         crop = tuple(slice(None) if a == axis else slice(radius, -radius) for a in range(3))
-        ring = ndimage.binary_closing(np.pad(filled, pad), structure=disk)[crop] | filled
-        filled |= holes(ring, axis) & marrow_like
-    filled = ndimage.binary_closing(filled, structure=ndimage.generate_binary_structure(3, 1)) | filled
+        ring = ops.binary_closing(np.pad(filled, pad), structure=disk)[crop] | filled
+        filled |= holes(ring, axis, ops=ops) & marrow_like
+    filled = ops.binary_closing(filled, structure=ndimage.generate_binary_structure(3, 1)) | filled
     # surface at half maximum: the outer layers keep only voxels brighter than halfway between the
     # local bone maximum and soft tissue (smoothing and closing would otherwise add a halo of 1-2 voxels)
     layers = max(1, int(round(EDGE_LAYER_MM / spacing)))
-    shell = filled & ~ndimage.binary_erosion(filled, iterations=layers, border_value=1)
+    shell = filled & ~ops.binary_erosion(filled, iterations=layers, border_value=1)
     size = 2 * max(1, int(round(EDGE_WINDOW_MM / spacing))) + 1
-    local_max = ndimage.maximum_filter(hu, size=size)
+    local_max = ops.maximum_filter(hu, size=size)
     generous = filled.copy()
     half_max = hu >= 0.5 * (local_max + SOFT_TISSUE_HU)
     filled &= ~shell | half_max
     # joint spaces: thin dark clefts between two bright cortices (facet joints, touching processes) that the
     # closing bridged; a black top-hat one voxel wide finds them (marrow spaces are wider and stay)
     window = 2 * max(1, int(round(GAP_HALF_WIDTH_MM / spacing))) + 1
-    cleft = ndimage.grey_closing(hu, size=(window,) * 3) - hu >= GAP_TOPHAT_HU
+    cleft = ops.grey_closing(hu, size=(window,) * 3) - hu >= GAP_TOPHAT_HU
     filled &= ~(cleft & ~half_max)
-    lab, n = ndimage.label(filled)
+    lab, n = ops.label(filled)
     if n:
         sizes = np.bincount(lab.ravel())
         small = sizes * spacing**3 < 50.0
@@ -141,11 +154,11 @@ def bone_mask(hu: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray, n
     return filled, generous, smooth
 
 
-def body_midline(smooth: np.ndarray, spacing: float) -> float:
+def body_midline(smooth: np.ndarray, spacing: float, *, ops: ArrayOps | None = None) -> float:
     """Right-left position (working-grid mm along R) of the patient's body: centroid of the largest
     region above -400 HU (air excluded)."""
     body = smooth > -400.0
-    big = largest_component(body)
+    big = largest_component(body, ops=ops)
     if not big.any():
         return smooth.shape[2] * spacing / 2.0
     counts = big.sum(axis=(0, 1)).astype(float)

@@ -16,12 +16,17 @@ connected piece kept, so the result is one tube.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
+from .arrays import numpy_ops
 from .components import largest_component
 from .ct_bone import EDGE_LAYER_MM, MARROW_MIN_HU, holes, in_plane_structure
+
+if TYPE_CHECKING:
+    from .arrays import ArrayOps
 
 __all__ = [
     "CANAL_RING_CLOSING_MM",
@@ -54,16 +59,16 @@ class CanalResult:
 
 
 def _candidates(
-    bone: np.ndarray, smooth: np.ndarray, spacing: float, midline: float
+    bone: np.ndarray, smooth: np.ndarray, spacing: float, midline: float, ops: ArrayOps
 ) -> tuple[list[tuple], np.ndarray | None]:
     """Enclosed axial holes that may be the canal: ``(slice k, centre mm, area mm2, hole id)`` and the hole labels."""
     radius = max(1, int(round(CANAL_RING_CLOSING_MM / spacing)))
     r = np.arange(-radius, radius + 1)
     disk = (r[:, None] ** 2 + r[None, :] ** 2 <= radius**2 + 0.5)[None]
     pad = ((0, 0), (radius, radius), (radius, radius))
-    ring = ndimage.binary_closing(np.pad(bone, pad), structure=disk)[:, radius:-radius, radius:-radius] | bone
+    ring = ops.binary_closing(np.pad(bone, pad), structure=disk)[:, radius:-radius, radius:-radius] | bone
     plane = in_plane_structure()
-    lab, n = ndimage.label(holes(ring, axis=0), structure=plane)
+    lab, n = ops.label(holes(ring, axis=0, ops=ops), structure=plane)
     if n == 0:
         return [], None
     index = np.arange(1, n + 1)
@@ -125,13 +130,22 @@ def _sdf(mask2d: np.ndarray) -> np.ndarray:
 
 
 def find_canal(
-    bone: np.ndarray, smooth: np.ndarray, spacing: float, midline: float, solid: np.ndarray | None = None
+    bone: np.ndarray,
+    smooth: np.ndarray,
+    spacing: float,
+    midline: float,
+    solid: np.ndarray | None = None,
+    *,
+    ops: ArrayOps | None = None,
 ) -> CanalResult | None:
     """The canal tube on the working grid, or None when no enclosed foramen was found.
 
     ``bone`` gives the rings; ``solid`` (default ``bone``) is the bone removed from the tube at the end.
+    The 3D morphology and labelling run on ``ops``' backend (:mod:`.arrays`, NumPy by default); the
+    small per-gap 2D steps (dilation, signed distances) stay on SciPy.
     """
-    cands, lab = _candidates(bone, smooth, spacing, midline)
+    ops = ops or numpy_ops()
+    cands, lab = _candidates(bone, smooth, spacing, midline, ops)
     if not cands or lab is None:
         return None
     chain = _chain(cands, spacing)
@@ -163,8 +177,8 @@ def find_canal(
         # that the half-maximum surface removes) lines the foramen: it is canal, not vertebra
         halo = bone & ~solid
         layers = max(1, int(round(EDGE_LAYER_MM / spacing)))
-        mask = ndimage.binary_dilation(mask, structure=in_plane_structure(), iterations=layers, mask=mask | halo)
-    mask = largest_component(mask, structure=ndimage.generate_binary_structure(3, 2))
+        mask = ops.binary_dilation(mask, structure=in_plane_structure(), iterations=layers, mask=mask | halo)
+    mask = largest_component(mask, structure=ndimage.generate_binary_structure(3, 2), ops=ops)
     if not mask.any():
         return None
     kk = np.nonzero(mask.any(axis=(1, 2)))[0][::-1]

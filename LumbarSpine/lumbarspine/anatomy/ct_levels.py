@@ -32,12 +32,17 @@ canal (:mod:`.ct_canal`) is known:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
+from .arrays import numpy_ops
 from .components import largest_component
 from .ct_bone import holes
+
+if TYPE_CHECKING:
+    from .arrays import ArrayOps
 
 __all__ = [
     "FRAME_EXTENSION_MM",
@@ -456,12 +461,17 @@ def split_levels(
     spacing: float,
     in_view: np.ndarray,
     hu: np.ndarray | None = None,
+    *,
+    ops: ArrayOps | None = None,
 ) -> Levels:
     """Split the spine's bone into vertebrae (and the sacrum) and find the discs between them.
 
     ``in_view`` marks the working-grid voxels inside the input's field of view; ``hu`` (the unsmoothed
     working-grid image) lets the watershed see the joint spaces between neighbouring vertebrae.
+    The 3D distance map, closing, dilation and hole labelling run on ``ops``' backend (:mod:`.arrays`,
+    NumPy by default); the watershed and convex hulls (scikit-image) and the 1D profiles stay on the CPU.
     """
+    ops = ops or numpy_ops()
     from skimage.segmentation import watershed
 
     warnings: list[str] = []
@@ -515,7 +525,9 @@ def split_levels(
     seeds = np.zeros(b_bone.shape, dtype=np.int32)
     body_zone = (np.abs(u) < 15.0) & (w > 9.0) & (w < 40.0) & b_bone
     kept: list[tuple[float, float]] = []
-    inner = ndimage.distance_transform_edt(b_bone, sampling=spacing) >= 1.5
+    # depth in the bone (mm), used for the pedicle zone and the watershed (b_bone is not changed in between)
+    bone_depth = ops.distance_transform_edt(b_bone, sampling=spacing)
+    inner = bone_depth >= 1.5
     pedicle_zone = (
         b_bone
         & inner
@@ -547,14 +559,14 @@ def split_levels(
     other = n + 1
     far = b_bone & ((np.abs(u) > SPINE_RADIUS_MM) | (w > 70.0) | (w < -90.0)) & (seeds == 0)
     seeds[far] = other
-    depth = ndimage.distance_transform_edt(b_bone, sampling=spacing).astype(np.float32)
+    depth = bone_depth.astype(np.float32)
     landscape = -depth
     if hu is not None:
         # thin dark gaps between bright cortices (facet joint spaces, the cleft between touching processes)
         # stand out of a black top-hat; marrow spaces, wider than the window, do not
         r = max(1, int(round(GAP_WINDOW_MM / spacing)))
         b_hu = np.clip(hu[box], -200.0, 1500.0)
-        gaps = ndimage.grey_closing(b_hu, size=(2 * r + 1,) * 3) - b_hu
+        gaps = ops.grey_closing(b_hu, size=(2 * r + 1,) * 3) - b_hu
         landscape = landscape + gaps.astype(np.float32) * (GAP_BARRIER_MM_PER_100HU / 100.0)
     ws = watershed(landscape, markers=seeds, mask=b_bone)
     ws[ws == other] = 0
@@ -567,7 +579,7 @@ def split_levels(
         if below.any():
             extent = lowest_disc - float(t[below].min())
             outside = np.pad(~in_view, 1, constant_values=True)[tuple(slice(b.start + 1, b.stop + 1) for b in box)]
-            cut = bool(np.any(ndimage.binary_dilation(ws == n, iterations=2, border_value=0) & outside))
+            cut = bool(np.any(ops.binary_dilation(ws == n, iterations=2, border_value=0) & outside))
             cut |= _touches_border(ws == n, box, shape)
             # a segment cut by the field of view may be a lumbar vertebra seen in part: ask for more
             needed = SACRUM_MIN_LENGTH_MM * (1.5 if cut else 1.0)
@@ -587,7 +599,7 @@ def split_levels(
         sub = ws[sl[0]] == label
         full = sub.copy()
         for axis in range(3):
-            full |= holes(sub, axis)
+            full |= holes(sub, axis)  # one small box per vertebra: SciPy on every backend
         full &= ~b_canal[sl[0]]
         region = filled[sl[0]]
         region[full & (region == 0) & ((ws[sl[0]] == 0) | sub)] = label
@@ -644,7 +656,7 @@ def split_levels(
         inside = (tc > lo_max[kc]) & (tc < up_min[kc]) & (up_min[kc] - lo_max[kc] < 25.0)
         disc = np.zeros(b_bone.shape, dtype=bool)
         disc[cand] = inside
-        disc = largest_component(disc)
+        disc = largest_component(disc, ops=ops)
         if not disc.any():
             continue
         discs[box][disc] = upper

@@ -27,7 +27,7 @@ from ..backend import Backend
 from ..labels import SACRUM, SPINAL_CANAL, SPINAL_CORD
 from ..progress import CancelCallback, ProgressCallback, check_cancel
 from ..volume import Volume, validate_scalar_volume
-from .arrays import resolve_backend
+from .arrays import ArrayOps, numpy_ops, resolve_backend
 from .build import anatomy_from_labels
 from .components import largest_component
 from .model import SpineAnatomy
@@ -120,7 +120,8 @@ def segment_t2(
 
     _report(progress, 0.15, "Looking for the bright cranio-caudal tube (dural sac)")
     smooth = _smoother(backend, work.spacing)
-    resp, _ = tube_response(work.array, valid, h, smooth)
+    ops = ArrayOps(backend)
+    resp, _ = tube_response(work.array, valid, h, smooth, ops=ops)
     check_cancel(cancel, "T2 segmentation")
 
     _report(progress, 0.35, "Tracking the dural sac slice by slice")
@@ -128,7 +129,7 @@ def segment_t2(
     if seed is not None:
         ijk = work.ras_to_ijk_points(seed[None, :])[0]
         seed_zyx = ijk[::-1]
-    track = trim_track(work.array, track_sac(resp, h, seed_zyx), h)
+    track = trim_track(work.array, track_sac(resp, h, seed_zyx, ops=ops), h)
     check_cancel(cancel, "T2 segmentation")
 
     _report(progress, 0.5, "Delineating the dural sac")
@@ -141,7 +142,7 @@ def segment_t2(
     check_cancel(cancel, "T2 segmentation")
 
     _report(progress, 0.65, "Finding discs, vertebral bodies and the sacrum")
-    levels = find_levels(work.array, valid, mask, track, h)
+    levels = find_levels(work.array, valid, mask, track, h, ops=ops)
     if not levels.disc_s:
         raise ValueError(
             "The bright tube found has no intervertebral disc in front of it, so it is not taken for the dural "
@@ -168,7 +169,7 @@ def segment_t2(
 
     _report(progress, 0.8, "Drawing the dural sac on the image's own grid")
     labels = resample_to(work_labels, work, volume, linear=False).astype(np.uint16)
-    sac = _sac_on_image_grid(volume, work, mask, thr)
+    sac = _sac_on_image_grid(volume, work, mask, thr, ops)
     labels[labels == SPINAL_CANAL] = 0
     labels[sac] = SPINAL_CANAL
     if cord.any():
@@ -183,18 +184,22 @@ def segment_t2(
     return anatomy
 
 
-def _sac_on_image_grid(volume: Volume, work: Volume, mask: np.ndarray, thr: np.ndarray) -> np.ndarray:
+def _sac_on_image_grid(
+    volume: Volume, work: Volume, mask: np.ndarray, thr: np.ndarray, ops: ArrayOps | None = None
+) -> np.ndarray:
     """The sac on the image's grid: the working grid's per-slice thresholds on the original intensities.
 
     Allowed region: the working-grid sac dilated by 2 mm; holes of the working-grid sac (rootlets,
-    conus) are kept; the largest connected part is returned, its enclosed holes filled.
+    conus) are kept; the largest connected part is returned, its enclosed holes filled. The 3D dilation,
+    labelling and hole filling run on ``ops``' backend (NumPy by default), the per-slice fills on SciPy.
     """
+    ops = ops or numpy_ops()
     h = work.spacing[0]
     on = ~np.isnan(thr)
     zs = np.arange(len(thr))
     tz = np.interp(zs, zs[on], thr[on]) if on.any() else np.full(len(thr), np.inf)
     tfield = np.broadcast_to(tz[:, None, None], work.shape).astype(np.float32)
-    allowed = ndimage.binary_dilation(mask, iterations=max(1, int(round(2.0 / h))))
+    allowed = ops.binary_dilation(mask, iterations=max(1, int(round(2.0 / h))))
     filled = np.zeros_like(mask)
     for z in np.nonzero(mask.any(axis=(1, 2)))[0]:
         filled[z] = ndimage.binary_fill_holes(mask[z])
@@ -205,4 +210,4 @@ def _sac_on_image_grid(volume: Volume, work: Volume, mask: np.ndarray, thr: np.n
     holes_img = resample_to(holes.astype(np.float32), work, volume, linear=True) >= 0.5
     img = np.asarray(volume.array, dtype=np.float32)
     sac = ((img >= t_img) & allowed_img) | (holes_img & mask_img)
-    return ndimage.binary_fill_holes(largest_component(sac))
+    return ops.binary_fill_holes(largest_component(sac, ops=ops))

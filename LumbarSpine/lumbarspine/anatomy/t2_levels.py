@@ -22,12 +22,17 @@ levels stay unnumbered.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .arrays import numpy_ops
 from .t2_sac import SacTrack
+
+if TYPE_CHECKING:
+    from .arrays import ArrayOps
 
 __all__ = [
     "PROFILE_DEPTH_MM",
@@ -147,8 +152,9 @@ def _extend(pts, tan, ant, lat, s, valid, h):  # type: ignore[no-untyped-def]
     return np.vstack([lower.reshape(-1, 3), pts, upper.reshape(-1, 3)]), pad(tan), pad(ant), pad(lat), s_new
 
 
-def _sample(work: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    return ndimage.map_coordinates(work, pts.T, order=1, mode="constant", cval=np.nan)
+def _sample(work: Any, pts: np.ndarray, ops: ArrayOps) -> np.ndarray:
+    """Linear samples of ``work`` (host or, for CuPy, already on the device) at index points ``pts`` (N, 3)."""
+    return ops.to_host(ops.map_coordinates(work, pts.T, order=1, mode="constant", cval=np.nan))
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
@@ -239,8 +245,22 @@ def _discs_between_bodies(p: np.ndarray, base: np.ndarray) -> tuple[list[float],
     return centres, heights
 
 
-def find_levels(work: np.ndarray, valid: np.ndarray, sac_mask: np.ndarray, track: SacTrack, h: float) -> Levels:
-    """Disc positions along the sac's track, body size, and whether the sacrum is seen (see module doc)."""
+def find_levels(
+    work: np.ndarray,
+    valid: np.ndarray,
+    sac_mask: np.ndarray,
+    track: SacTrack,
+    h: float,
+    *,
+    ops: ArrayOps | None = None,
+) -> Levels:
+    """Disc positions along the sac's track, body size, and whether the sacrum is seen (see module doc).
+
+    The image is sampled along the column with ``map_coordinates`` on ``ops``' backend (:mod:`.arrays`,
+    NumPy by default; on CuPy ``work`` is uploaded once for all the samples).
+    """
+    ops = ops or numpy_ops()
+    work_on = ops.asarray(work)
     pts, tan, ant, lat, s_vox = _frame(track)
     s = s_vox * h
     notes: list[str] = []
@@ -259,7 +279,7 @@ def find_levels(work: np.ndarray, valid: np.ndarray, sac_mask: np.ndarray, track
     lw = np.arange(-PROFILE_HALF_WIDTH_MM, PROFILE_HALF_WIDTH_MM + 0.5, 1.0) / h
     dd, ll = np.meshgrid(d, lw, indexing="ij")
     offs = dd.ravel()[None, :, None] * ant[:, None, :] + ll.ravel()[None, :, None] * lat[:, None, :]
-    samples = _sample(work, (pts[:, None, :] + offs).reshape(-1, 3)).reshape(len(pts), -1)
+    samples = _sample(work_on, (pts[:, None, :] + offs).reshape(-1, 3), ops).reshape(len(pts), -1)
     with np.errstate(all="ignore"):
         prof = np.nanmedian(samples, axis=1)
     prof = np.where(np.isfinite(prof), prof, np.nanmedian(prof))
@@ -274,7 +294,7 @@ def find_levels(work: np.ndarray, valid: np.ndarray, sac_mask: np.ndarray, track
     for a, b in zip(disc_s[:-1], disc_s[1:]):
         i = int(np.argmin(np.abs(s - 0.5 * (a + b))))
         dline = np.arange(front, front + 60.0, 1.0) / h
-        line = _sample(work, pts[i][None, :] + dline[:, None] * ant[i][None, :])
+        line = _sample(work_on, pts[i][None, :] + dline[:, None] * ant[i][None, :], ops)
         if not np.all(np.isfinite(line[:15])):
             continue
         marrow = float(np.median(line[2:15]))

@@ -29,12 +29,17 @@ isotropic spacing ``h`` mm). Four steps:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_multiotsu
 
+from .arrays import numpy_ops
 from .components import largest_component
+
+if TYPE_CHECKING:
+    from .arrays import ArrayOps
 
 __all__ = [
     "TUBE_SIGMA_MM",
@@ -129,7 +134,7 @@ class SacTrack:
     score: float
 
 
-def _local_mean(image: np.ndarray, valid: np.ndarray, sigma_vox: float) -> np.ndarray:
+def _local_mean(image: np.ndarray, valid: np.ndarray, sigma_vox: float, ops: ArrayOps) -> np.ndarray:
     """Normalised-convolution local mean (down-sampled by 4 for speed, then linearly up-sampled)."""
     f = 4
     pad = [(0, (-n) % f) for n in image.shape]
@@ -138,25 +143,28 @@ def _local_mean(image: np.ndarray, valid: np.ndarray, sigma_vox: float) -> np.nd
     shp = tuple(n // f for n in a.shape)
     a = a.reshape(shp[0], f, shp[1], f, shp[2], f).mean(axis=(1, 3, 5))
     m = m.reshape(shp[0], f, shp[1], f, shp[2], f).mean(axis=(1, 3, 5))
-    a = ndimage.gaussian_filter(a, sigma_vox / f, mode="nearest")
-    m = ndimage.gaussian_filter(m, sigma_vox / f, mode="nearest")
+    a = ops.gaussian_filter(a, sigma_vox / f, mode="nearest")
+    m = ops.gaussian_filter(m, sigma_vox / f, mode="nearest")
     mean = a / np.maximum(m, 1e-3)
     zoom = [n / s for n, s in zip(a.shape, shp)]
-    up = ndimage.zoom(mean, [f * 1.0] * 3, order=1, mode="nearest", grid_mode=True)
+    up = ops.zoom(mean, [f * 1.0] * 3, order=1, mode="nearest", grid_mode=True)
     del zoom
     return up[: image.shape[0], : image.shape[1], : image.shape[2]]
 
 
 def tube_response(
-    work_array: np.ndarray, valid: np.ndarray, h: float, smooth: callable
+    work_array: np.ndarray, valid: np.ndarray, h: float, smooth: callable, *, ops: ArrayOps | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bright cranio-caudal tube response on the working grid, and the normalised image.
 
     ``smooth(array, sigma_mm)`` is the isotropic Gaussian to use (the library's filter on the
     selected backend). Returns ``(response, normalised)``, both float32 ``[z, y, x]``; the response
     is dimensionless (scale-normalised LoG of the normalised image), 0 outside the field of view.
+    The local mean, box filters, erosion, opening and skin distance map run on ``ops``' backend
+    (:mod:`.arrays`, NumPy by default); arrays in and out are NumPy arrays.
     """
-    local = _local_mean(work_array, valid, NORMALISATION_SIGMA_MM / h)
+    ops = ops or numpy_ops()
+    local = _local_mean(work_array, valid, NORMALISATION_SIGMA_MM / h, ops)
     fg_level = np.percentile(work_array[valid], 99.0) if valid.any() else 1.0
     norm = np.where(valid & (local > 0.03 * fg_level), work_array / np.maximum(local, 1e-6), 0.0).astype(np.float32)
     norm = np.minimum(norm, 4.0)
@@ -166,31 +174,31 @@ def tube_response(
     lap[:, 1:-1, :] += g[:, 2:, :] - 2 * g[:, 1:-1, :] + g[:, :-2, :]
     lap[:, :, 1:-1] += g[:, :, 2:] - 2 * g[:, :, 1:-1] + g[:, :, :-2]
     resp = (-lap * s * s).astype(np.float32)
-    resp = ndimage.uniform_filter1d(resp, size=max(1, int(round(TUBE_LENGTH_MM / h))), axis=0, mode="nearest")
-    resp[~ndimage.binary_erosion(valid, iterations=2, border_value=0)] = 0.0
-    resp *= _depth_weight(work_array, valid, h, fg_level)
+    resp = ops.uniform_filter1d(resp, max(1, int(round(TUBE_LENGTH_MM / h))), axis=0, mode="nearest")
+    resp[~ops.binary_erosion(valid, iterations=2, border_value=0)] = 0.0
+    resp *= _depth_weight(work_array, valid, h, fg_level, ops)
     return resp, norm
 
 
-def _depth_weight(work_array: np.ndarray, valid: np.ndarray, h: float, fg_level: float) -> np.ndarray:
+def _depth_weight(work_array: np.ndarray, valid: np.ndarray, h: float, fg_level: float, ops: ArrayOps) -> np.ndarray:
     """0 within :data:`MIN_SKIN_DEPTH_MM` of air seen inside the field of view, ramping to 1 at twice that.
 
     The dural sac lies several centimetres under the skin of the back; the subcutaneous fat, which
     is as bright as CSF on fast spin echo (and brighter still next to a surface coil), lies right
     under it. Voxels outside the field of view are not taken for air.
     """
-    smooth = ndimage.uniform_filter(work_array, size=max(3, int(round(3.0 / h))))
+    smooth = ops.uniform_filter(work_array, max(3, int(round(3.0 / h))))
     air = valid & (smooth < 0.06 * fg_level)
-    air = ndimage.binary_opening(air, iterations=2)
+    air = ops.binary_opening(air, iterations=2)
     if not air.any():
         return np.ones(work_array.shape, dtype=np.float32)
-    depth = ndimage.distance_transform_edt(~air, sampling=h)
+    depth = ops.distance_transform_edt(~air, sampling=h)
     return np.clip((depth - MIN_SKIN_DEPTH_MM) / MIN_SKIN_DEPTH_MM, 0.0, 1.0).astype(np.float32)
 
 
-def _candidates(resp: np.ndarray, h: float, per_slice: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
+def _candidates(resp: np.ndarray, h: float, ops: ArrayOps, per_slice: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
     size = max(3, int(round(8.0 / h)) | 1)
-    peaks = (resp == ndimage.maximum_filter(resp, size=(1, size, size))) & (resp > 0)
+    peaks = (resp == ops.maximum_filter(resp, size=(1, size, size))) & (resp > 0)
     zz, yy, xx = np.nonzero(peaks)
     vals = resp[zz, yy, xx]
     out: list[tuple[np.ndarray, np.ndarray]] = []
@@ -234,13 +242,16 @@ def _dp(cands, gains, h: float, reverse: bool, max_gap: int = 4):  # type: ignor
     return score, back
 
 
-def track_sac(resp: np.ndarray, h: float, seed_zyx: np.ndarray | None = None) -> SacTrack:
-    """The dural sac's track through the slices (see the module docstring).
+def track_sac(
+    resp: np.ndarray, h: float, seed_zyx: np.ndarray | None = None, *, ops: ArrayOps | None = None
+) -> SacTrack:
+    """The dural sac's track through the slices (see the module docstring); the peak search (a maximum
+    filter) runs on ``ops``' backend (:mod:`.arrays`, NumPy by default).
 
     Raises:
         ValueError: no bright tube long enough (at least :data:`MIN_SAC_LENGTH_MM`) was found.
     """
-    cands = _candidates(resp, h)
+    cands = _candidates(resp, h, ops or numpy_ops())
     allv = np.concatenate([v for _, v in cands]) if cands else np.zeros(0)
     if allv.size == 0:
         raise ValueError("No bright structure was found in the image: is it a T2-weighted MRI of the spine?")
