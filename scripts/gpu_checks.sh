@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # All GPU checks of a session in one command, for a machine with an NVIDIA GPU and CuPy:
-#   1. the GPU parity tests (every GPU filter against its CPU twin),
+#   1. the GPU parity tests (every GPU filter against its CPU twin; the anatomy's array operations,
+#      cupyx.scipy.ndimage against scipy.ndimage, and the CT / T2 segmenters on CuPy against NumPy),
 #   2. the filter benchmark with device time, end-to-end time, cupyx and the memory floor,
 #   3. the N4 benchmark (our array N4 on CuPy and NumPy against SimpleITK's N4).
 # Usage: bash scripts/gpu_checks.sh [OUT_DIR]
@@ -20,7 +21,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 python3 -c "from lumbarspine.backend import select_backend; print(select_backend('cupy'))" | tee -a "$OUT/gpu.txt"
 status=0
 python3 -m pytest -q -p no:cacheprovider Testing/Python/test_filters_gpu.py Testing/Python/test_filters_p3.py \
-  Testing/Python/test_filters_cpu.py Testing/Python/test_filters_n4.py -rs 2>&1 | tee "$OUT/gpu_parity.log" || status=$?
+  Testing/Python/test_filters_cpu.py Testing/Python/test_filters_n4.py \
+  Testing/Python/test_anatomy_arrays_gpu.py -rs 2>&1 | tee "$OUT/gpu_parity.log" || status=$?
 python3 scripts/bench_filters.py --sizes 320x320x15,512x512x300 --repeats 20 --skip-slow \
   --out "$OUT" 2>&1 | tee "$OUT/bench.log" || status=$?
 python3 scripts/bench_n4.py --backends numpy,cupy --repeats 5 --out "$OUT" 2>&1 | tee "$OUT/bench_n4.log" || status=$?
