@@ -16,6 +16,13 @@ equina rootlets inside the sac are filled in; where the spinal cord or the conus
 as a dark tube inside the CSF (:func:`~.t2_sac.find_cord`) the sac is widened to hold it and the
 cord gets label 1 (TotalSpineSeg's spinal cord), so the dural sac is labels 1 and 2 together, as
 grading measures it. Discs and bodies are models (see :mod:`.t2_levels`); only the sac is voxel-exact.
+
+Backend: the smoothing (the library's Gaussian filter) and the whole-volume array steps (local mean,
+box filters, erosion / opening / dilation, skin distance map, peak search, column sampling, labelling
+and hole filling of the sac) run on the ``backend`` switch through
+:class:`~lumbarspine.anatomy.arrays.ArrayOps`; the SimpleITK resampling, the Otsu thresholds and the
+per-slice 2D steps of the delineation stay on the CPU. The CuPy path is untested on a GPU and no speed-up
+is claimed (see :mod:`.arrays`); on the NumPy backend the results are those of SciPy itself.
 """
 
 from __future__ import annotations
