@@ -1096,7 +1096,7 @@ def test_planning_logic_real_3mm_ct_edits_keep_the_plans_grades(
     output = result.outputSegmentation
     labels_node, plan_image = logic.planLabelmap(output), logic.planImage(output)
     assert plan_image is image and labels_node is not None
-    assert len(result.screws) >= 8, result.refused
+    assert len(result.screws) >= 11, result.refused  # as test_planning_study (L1 left refused)
     planned = {r["name"]: r for r in logic.screwRows(output)}
     assert all(r["grade"] == "A" for r in planned.values()), planned
     seen = []

@@ -110,6 +110,9 @@ REFERENCE_ANGLE_TOLERANCE_DEG = 10.0
 TALL_CHORD_MM = 20.0
 """Half reach (mm) of the cranio-caudal chord through a pedicle when the usual 12 mm runs out of it (on a coarse
 CT the pedicle, the articular processes and the lamina can merge into one bone bridge taller than 24 mm)."""
+ISTHMUS_RESWEEP_MM = 3.0
+"""Reach (mm, along the final pedicle axis) of the search for the narrowest chord when the last turn of the axis
+swung the chord at the isthmus out of the pedicle (see :func:`_narrowest_across`)."""
 S1_WINDOW_HALF_HEIGHT_MM = 45.0
 """Half height (mm) of the window searched for the S1 pedicle (the sacrum's bone lateral of the canal is tall)."""
 
@@ -456,7 +459,7 @@ def find_isthmus(frame: VertebraFrame, side: str, sagittal: str = "endplate", *,
                 tilt = float(np.polyfit(arr[keep, 0], arr[keep, 2], 1)[0])
                 axis = unit(axis + tilt * up)
     across, up = _frame_axes(frame, axis)
-    w, mid = _chord_mid(frame, point, across)
+    point, w, mid = _narrowest_across(frame, point, axis, across, w_min)
     h, mid_h = _chord_mid(frame, point, up)
     if h <= 0 and coarse:
         h, mid_h = _chord_mid(frame, point, up, TALL_CHORD_MM)
@@ -469,6 +472,26 @@ def find_isthmus(frame: VertebraFrame, side: str, sagittal: str = "endplate", *,
         w = w_centre
         centre = centre + mid_centre * across
     return Isthmus(centre, axis, w, h, across)
+
+
+def _narrowest_across(
+    frame: VertebraFrame, point: np.ndarray, axis: np.ndarray, across: np.ndarray, expected_mm: float
+) -> tuple[np.ndarray, float, float]:
+    """The chord across the pedicle at ``point`` (width mm, offset mm of its mid-point along ``across``), or,
+    where it is not in one piece with the last pass's narrowest chord (``expected_mm``: missing, or longer than
+    :data:`PEDICLE_CHORD_FACTOR` times it: the last turn of the axis swung the chord into the body or the
+    posterior elements), the narrowest chord across the final axis within :data:`ISTHMUS_RESWEEP_MM` of
+    ``point`` (a short pedicle between a wide body and wide posterior elements). Returns (point, width, offset)."""
+    w, mid = _chord_mid(frame, point, across)
+    if 0 < w <= PEDICLE_CHORD_FACTOR * expected_mm:
+        return point, w, mid
+    best = (point, w, mid)
+    for t in np.arange(-ISTHMUS_RESWEEP_MM, ISTHMUS_RESWEEP_MM + 1e-9, SECTION_STEP_MM):
+        moved = point + t * axis
+        wt, mt = _chord_mid(frame, moved, across)
+        if wt > 0 and (best[1] <= 0 or wt < best[1]):
+            best = (moved, wt, mt)
+    return best
 
 
 def _robust_slope(t: np.ndarray, offset: np.ndarray) -> float:
@@ -598,7 +621,9 @@ def _searched_trajectory(
     ``s1_medial_angle_deg`` +-2.5 deg, heights +-6 mm. Returns (point, direction, score mm)."""
     medial = -_side_sign(side) * frame.right
     radius = params.diameters_mm[0] / 2
-    t = np.arange(-40.0, 80.0, 0.5)
+    # the planner's own step (0.25 mm, _plan_one): a coarser one can step over a ring just under the clearance
+    # and choose a trajectory the planner then cuts short (L3 left on the real 3 mm CT: 49 mm here, 8 mm there)
+    t = np.arange(-40.0, 80.0, 0.25)
     best = (-1.0, isthmus.center, frame.anterior)
     for angle_deg in [nominal_deg + d for d in spreads_deg]:
         angle = math.radians(angle_deg)
