@@ -50,7 +50,7 @@ import numpy as np
 
 from ..anatomy.model import SpineAnatomy
 from ..progress import CancelCallback, ProgressCallback, check_cancel
-from .evaluate import PlanningMaps, evaluate_screw
+from .evaluate import ENTRY_ZONE_RADII, RING_POINTS, PlanningMaps, counted_surface, evaluate_screw
 from .frame import VertebraFrame, unit, vertebra_frame
 
 __all__ = [
@@ -517,15 +517,68 @@ def _chord_mid(
 
 
 # ----------------------------------------------------------------------------------------- trajectory
-def _ring_depth(frame: VertebraFrame, centres: np.ndarray, direction: np.ndarray, radius: float) -> np.ndarray:
-    """Smallest signed distance (mm) around rings of ``radius`` at ``centres`` (N, 3)."""
+def _ring_depths(frame: VertebraFrame, centres: np.ndarray, direction: np.ndarray, radius: float) -> np.ndarray:
+    """Signed distances (mm) ``(N, RING_POINTS)`` around rings of ``radius`` at ``centres`` (N, 3); the points
+    are those of :func:`~lumbarspine.planning.evaluate.screw_surface_points` (same basis and angles)."""
     helper = np.array([0.0, 0.0, 1.0]) if abs(direction[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
     e1 = unit(np.cross(direction, helper))
     e2 = np.cross(direction, e1)
-    theta = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    theta = np.linspace(0, 2 * np.pi, RING_POINTS, endpoint=False)
     ring = np.cos(theta)[:, None] * e1 + np.sin(theta)[:, None] * e2
     pts = centres[:, None, :] + radius * ring[None, :, :]
-    return frame.sdf.sample(pts.reshape(-1, 3)).reshape(len(centres), len(theta)).min(axis=1)
+    return frame.sdf.sample(pts.reshape(-1, 3)).reshape(len(centres), len(theta))
+
+
+def _ring_depth(frame: VertebraFrame, centres: np.ndarray, direction: np.ndarray, radius: float) -> np.ndarray:
+    """Smallest signed distance (mm) around rings of ``radius`` at ``centres`` (N, 3)."""
+    return _ring_depths(frame, centres, direction, radius).min(axis=1)
+
+
+def _classic_bone_run(
+    frame: VertebraFrame, entry: np.ndarray, direction: np.ndarray, t: np.ndarray, radius: float, clearance: float
+) -> float | None:
+    """How far (mm, from ``entry`` along ``direction``, on the samples ``t`` >= 0) a screw of ``radius`` from a
+    classic entry point stays in bone, by the evaluation's own rule (:func:`~lumbarspine.planning.evaluate.
+    counted_surface`): inside the entry zone no counted surface point may lie outside the bone (a surface line
+    still crossing the dorsal cortex there is entering, not breaching); beyond it the whole ring keeps
+    ``clearance`` mm of bone. None when the axis never enters the bone."""
+    centres = entry + t[:, None] * direction
+    depths = _ring_depths(frame, centres, direction, radius)
+    counted, t_in = counted_surface(depths, frame.sdf.sample(centres), t, radius)
+    if t_in is None:
+        return None
+    in_zone = t <= t_in + ENTRY_ZONE_RADII * radius
+    ok = np.where(in_zone, ~(counted & (depths < 0)).any(axis=1), depths.min(axis=1) >= clearance)
+    bad = np.flatnonzero(~ok)
+    if not bad.size:
+        return float(t[-1])
+    return float(t[bad[0] - 1]) if bad[0] > 0 else 0.0
+
+
+def _onto_bone_surface(frame: VertebraFrame, point: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """``point`` (a classic entry point on the dorsal bone surface, found going straight forward) moved along
+    the trajectory ``direction`` to where that line itself enters the bone (the zero crossing of the signed
+    distance, mm): the entry point is where the screw enters the bone at the dorsal cortex. Unchanged when the
+    line has no such crossing within 10 mm."""
+    step = 0.1
+    t = np.arange(-10.0, 10.0 + 1e-9, step)
+    depth = frame.sdf.sample(point[None, :] + t[:, None] * direction[None, :])
+    zero = int(np.argmin(np.abs(t)))
+    inside = depth > 0
+    if inside[zero]:
+        i = zero
+        while i > 0 and inside[i - 1]:
+            i -= 1
+        if i == 0:
+            return point  # deep in bone along the trajectory: keep the technique's point
+    else:
+        ahead = np.flatnonzero(inside[zero:])
+        if not ahead.size:
+            return point
+        i = zero + int(ahead[0])
+    v0, v1 = float(depth[i - 1]), float(depth[i])
+    t_cross = float(t[i - 1]) + step * (-v0) / (v1 - v0) if v1 != v0 else float(t[i])
+    return point + t_cross * direction
 
 
 def _angles(frame: VertebraFrame, direction: np.ndarray, side: str) -> tuple[float, float]:
@@ -710,7 +763,7 @@ def _plan_one(
             direction = frame.anterior.copy()
         else:
             direction = unit(isthmus.center - entry_point)
-        through = entry_point
+        through = _onto_bone_surface(frame, entry_point, direction)
     if np.dot(direction, frame.anterior) <= 0.2:
         raise _Refuse(f"the trajectory on the {side} does not point into the body")
     candidates = [d for d in params.diameters_mm if d <= params.max_diameter_fraction * width + 1e-9]
@@ -721,21 +774,19 @@ def _plan_one(
     shortfall: tuple[float, float] | None = None
     for diameter in sorted(candidates, reverse=True):
         radius = diameter / 2
-        # the screw must fit where it crosses the isthmus
         probe = through
         if params.trajectory in ("roy-camille", "magerl", "weinstein") and not s1:
-            # t measured from the entry point: find where the screw reaches the isthmus level
-            probe = through
-        ring_back = _ring_depth(frame, probe + back[:, None] * direction, direction, radius)
-        ring_fwd = _ring_depth(frame, probe + fwd[:, None] * direction, direction, radius)
-        if params.trajectory in ("roy-camille", "magerl", "weinstein") and not s1:
+            # t from the classic entry point on the dorsal bone surface; the screw crossing that cortex is its
+            # entry, not a breach (evaluate.counted_surface: the same rule as the grade)
             t_entry = 0.0
-            ok = ring_fwd >= params.clearance_mm
-            # from the classic entry, allow the first 3 mm (the entry hole) to be only partly in bone
-            start = int(3.0 / step)
-            bad = np.flatnonzero(~ok[start:])
-            t_ring_out = float(fwd[start + bad[0] - 1]) if bad.size else float(fwd[-1])
+            run = _classic_bone_run(frame, probe, direction, fwd, radius, params.clearance_mm)
+            if run is None:
+                continue
+            t_ring_out = run
         else:
+            # the screw must fit where it crosses the isthmus
+            ring_back = _ring_depth(frame, probe + back[:, None] * direction, direction, radius)
+            ring_fwd = _ring_depth(frame, probe + fwd[:, None] * direction, direction, radius)
             if ring_back[0] < params.clearance_mm:
                 continue
             out_back = np.flatnonzero(ring_back < params.clearance_mm)
