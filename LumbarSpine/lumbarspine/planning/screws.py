@@ -110,6 +110,9 @@ REFERENCE_ANGLE_TOLERANCE_DEG = 10.0
 TALL_CHORD_MM = 20.0
 """Half reach (mm) of the cranio-caudal chord through a pedicle when the usual 12 mm runs out of it (on a coarse
 CT the pedicle, the articular processes and the lamina can merge into one bone bridge taller than 24 mm)."""
+S1_ACROSS_MM = 3.0
+"""How far (mm) the S1 trajectory may move across its 'pedicle' when the search through its centre finds too little
+bone (see :func:`_s1_trajectory`)."""
 S1_WINDOW_HALF_HEIGHT_MM = 45.0
 """Half height (mm) of the window searched for the S1 pedicle (the sacrum's bone lateral of the canal is tall)."""
 
@@ -629,9 +632,20 @@ def _classic_entry(anatomy: SpineAnatomy, frame: VertebraFrame, side: str, rule:
 def _s1_trajectory(
     frame: VertebraFrame, isthmus: Isthmus, side: str, params: PlanningParameters
 ) -> tuple[np.ndarray, np.ndarray]:
-    """S1 (see :func:`_searched_trajectory`)."""
+    """S1 (see :func:`_searched_trajectory`): through the 'isthmus' moved up or down; where that keeps less bone
+    than the shortest screw needs, also moved across by up to +-:data:`S1_ACROSS_MM` (on the real 3 mm CT the S1
+    block's centre can sit where the thinnest screw has no bone around it: both S1 sides are planned so, at
+    most one without)."""
     offsets = tuple(np.arange(-6.0, 6.01, 1.5))
-    return _searched_trajectory(frame, isthmus, side, params, params.s1_medial_angle_deg, (0.0, -2.5, 2.5), offsets)[:2]
+    found = _searched_trajectory(frame, isthmus, side, params, params.s1_medial_angle_deg, (0.0, -2.5, 2.5), offsets)
+    if found[2] < params.lengths_mm[0]:
+        across = (0.0, -S1_ACROSS_MM / 2, S1_ACROSS_MM / 2, -S1_ACROSS_MM, S1_ACROSS_MM)
+        wider = _searched_trajectory(
+            frame, isthmus, side, params, params.s1_medial_angle_deg, (0.0, -2.5, 2.5), offsets, across
+        )
+        if wider[2] > found[2]:
+            found = wider
+    return found[0], found[1]
 
 
 def _searched_trajectory(
