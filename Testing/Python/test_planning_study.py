@@ -210,7 +210,8 @@ def test_real_ct_full_with_automatic_segmentation(shared_data, tmp_path):
     (:mod:`lumbarspine.planning.refine`); measured when written (issue #9): 8 of 12 (L1 R, L2 L/R, L3 R,
     L4 L/R, L5 L, S1 R), all grade A on the refined bone, >= 96.6 % of each screw's surface at >= 60 HU, medial
     angles 5-27.5 deg; L1 left, L3 left (measured axis -11 deg, 8 mm of bone at the reference angle), L5 right
-    and S1 left refused with their reasons. Picture:
+    and S1 left refused with their reasons. With the S1 frame on the S1 body's upper endplate (and its search across
+    the S1 'pedicle' where the centre has too little bone) 9 of 12: S1 left too (4.5 x 45 mm, 25 deg). Picture:
     ``Resources/Examples/planning_real_ct.png``.
     """
     from test_planning import _independent_breach
