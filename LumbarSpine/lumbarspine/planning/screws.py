@@ -13,7 +13,8 @@ For every lumbar vertebra present (L1-L5) and S1, on each side:
    S1 has no slender pedicle: its "pedicle" is the bone within :data:`S1_PEDICLE_LATERAL_MM` lateral
    of the canal and within :data:`S1_PEDICLE_HEIGHT_MM` below that bone's top (the fused sacrum runs on
    into S2 without a boundary), and its screw converges by :attr:`PlanningParameters.s1_medial_angle_deg`
-   (25-30 deg toward the promontory, clinical-reference.md).
+   (25-30 deg toward the promontory, clinical-reference.md) parallel to the S1 upper endplate (the S1 frame's
+   transverse plane is that endplate, :mod:`lumbarspine.planning.frame`; within 3 deg on the phantom).
 3. **Trajectory** (:data:`TRAJECTORIES`; default ``"pedicle-axis"``): the straight line along the
    pedicle's own axis through the isthmus centre. This is the anatomical trajectory whose medial
    angulation the reference values describe (about 5 deg x level number, L1 5 deg ... L5 25 deg,
@@ -26,7 +27,12 @@ For every lumbar vertebra present (L1-L5) and S1, on each side:
    :attr:`PlanningParameters.max_diameter_fraction` (80 %) of the isthmus width (clinical-reference.md).
 5. **Entry**: going back from the isthmus along the trajectory, the last point where the screw's whole
    cross-section is still in bone (with :attr:`PlanningParameters.clearance_mm`); the screw head sits on
-   the bone surface just behind it. **Tip**: at :attr:`PlanningParameters.body_depth_fraction` (80 %) of
+   the bone surface just behind it. With a classic entry point the entry is the technique's point on the
+   dorsal bone surface, moved along the trajectory to where that line enters the bone (where the screw enters
+   the bone at the posterior cortex, clinical-reference.md); the screw crossing that cortex is its entry, not a
+   breach, and the planner applies the evaluation's own rule to it (:func:`lumbarspine.planning.evaluate.
+   counted_surface`: each surface line counts from where it reaches the bone, within 1.75 radii past the
+   axis' entry; beyond that the whole ring keeps the clearance). **Tip**: at :attr:`PlanningParameters.body_depth_fraction` (80 %) of
    the body depth along the trajectory (a convention, clinical-reference.md), never closer than
    :attr:`PlanningParameters.anterior_margin_mm` to the anterior cortex and never with the screw's
    surface outside the bone, nor with its surface across the vertebra's mid-sagittal plane
