@@ -14,7 +14,7 @@ For one vertebra (a label of :attr:`SpineAnatomy.labels`):
    surface; on thick axial slices its terraces can tilt it by a few degrees). S1 uses its upper
    endplate alone, starting from L5's axis, then refitted on the S1 body alone (rays in front of its
    canal, :func:`_s1_endplate_normal`; the sacrum's body core spans the alae, whose tops tilted the
-   first fit 9-10 deg off the phantom's endplate; after the refit 0.8-2.7 deg on its labels, 1.3-3.3 on
+   first fit 9-10 deg off the phantom's endplate; after the refit 0.8-2.7 deg on its labels, 1.4-3.3 on
    its CT segmentation): S1 screws run parallel to that endplate. It points superior (+S).
 3. **Canal**: the vertebral foramen, the hole of the vertebra projected along the superior axis onto
    its transverse plane (a lumbar arch closes a ring around the canal). Its centroid is the canal
