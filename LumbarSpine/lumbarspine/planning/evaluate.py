@@ -21,8 +21,8 @@ entry is still entering, not breaching, and is counted only from where it first 
 surface line is in bone every later point of it counts, and a line still outside the bone at the end of
 that entry zone counts from there on: a screw leaving the pedicle cortex (medial, lateral, superior,
 inferior) after its entry, or a screw beside the pedicle, is graded by it (a screw moved 4 mm laterally
-grades C or worse, tests). Without this a screw entering a facet surface at 30-50 deg graded B/C from the
-first 0.5-2.5 mm of its surface alone (phantom CT segmentation, all three classic entry points).
+breaches as much as without this rule, tests). Without it a screw from a classic entry point graded B/C
+from the first 0.5-2.5 mm of its surface alone (phantom CT segmentation, all three classic entry points).
 
 Distance to the dural sac: the smallest distance from the screw's surface to the neural elements
 (cord 1, dural sac 2), from their signed distance map; 0 when the screw touches or enters them.
@@ -73,8 +73,10 @@ ENTRY_ZONE_RADII = 1.75
 """Length of the entry zone past the axis' bone entry, in screw radii (see the module docstring): a cylinder of
 radius r whose axis meets a plane bone surface at an angle a from the surface normal has crossed it within
 r * tan(a) of where its axis did; 1.75 r covers surfaces up to 60 deg oblique (tan 60 deg = 1.73), e.g. 5.7 mm
-for a 6.5 mm screw. Measured on the phantom's CT segmentation (classic entry points on the facet): the
-surface stayed outside the bone for at most 2.5 mm past the axis' entry (0.7 r for a 7 mm screw, 1.0 r for 5 mm)."""
+for a 6.5 mm screw. Measured on the phantom's CT segmentation (1.5 mm axial, classic entry points on the facet):
+the screws planned before this rule had surface outside the bone only within 2.5 mm (1.0 r) past the axis' entry
+(grades B/C); with it, planned screws (axial, oblique, 0.8 x 0.8 x 2.5 mm) have their last surface line entering
+the bone 0.7-1.5 r past the axis' entry (Weinstein's corner the most oblique)."""
 
 NEURAL_MAP_MARGIN_MM = 40.0
 """Distances to the neural elements are exact up to this far (mm); beyond it they read as at least this."""
