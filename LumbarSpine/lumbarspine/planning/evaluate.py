@@ -15,11 +15,11 @@ entry points, Roy-Camille, Magerl, Weinstein, are points on that surface: on the
 transverse process' root, clinical-reference.md). So the part of the screw still behind that surface is
 not a breach: (1) nothing before the screw's axis first enters the bone (the head side; an entry point
 set on or just off the bone surface does not breach by that), and (2) a cylinder of radius r whose axis
-crosses the dorsal surface obliquely crosses it along a stretch of its length: a line of its surface (a
-generatrix) that has not yet reached the bone within :data:`ENTRY_ZONE_RADII` x r past the axis' bone
-entry is still entering, not breaching, and is counted only from where it first reaches the bone. Once a
-surface line is in bone every later point of it counts, and a line still outside the bone at the end of
-that entry zone counts from there on: a screw leaving the pedicle cortex (medial, lateral, superior,
+crosses the dorsal surface obliquely crosses it along a stretch of its length: each line of its surface
+(a generatrix) that reaches the bone within :data:`ENTRY_ZONE_RADII` x r past the axis' bone entry is
+still entering there, not breaching, and counts from where it first reaches the bone. Once a surface
+line is in bone every later point of it counts, and a line still outside the bone at the end of that
+entry zone counts from there on: a screw leaving the pedicle cortex (medial, lateral, superior,
 inferior) after its entry, or a screw beside the pedicle, is graded by it (a screw moved 4 mm laterally
 breaches as much as without this rule, tests). Without it a screw from a classic entry point graded B/C
 from the first 0.5-2.5 mm of its surface alone (phantom CT segmentation, all three classic entry points).
