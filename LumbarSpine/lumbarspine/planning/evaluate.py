@@ -5,11 +5,24 @@ The screw is a cylinder of the given diameter from ``entry`` to ``tip`` (RAS mm)
 sampled (rings every :data:`RING_STEP_MM` along the axis, :data:`RING_POINTS` points around each),
 not its axis, and each point is looked up in the signed distance map (mm) of the vertebra's label
 (:mod:`lumbarspine.planning.distance`: RAS -> continuous IJK through the grid's own matrix,
-trilinear, spacing-aware). The breach is the largest distance of a surface point outside the bone.
-The part of the screw behind the bone (the head side, before the screw's axis first enters the
-bone) is not counted: a screw whose entry point sits on or just off the bone surface does not
-breach by that. Grades after Gertzbein & Robbins (``shared/docs/clinical-reference.md``):
-A 0 mm, B < 2 mm, C 2 to < 4 mm, D 4 to < 6 mm, E >= 6 mm; A and B are counted acceptable.
+trilinear, spacing-aware). The breach is the largest distance of a counted surface point outside
+the bone. Grades after Gertzbein & Robbins (``shared/docs/clinical-reference.md``): A 0 mm, B < 2 mm,
+C 2 to < 4 mm, D 4 to < 6 mm, E >= 6 mm *outside the pedicle cortex*; A and B are counted acceptable.
+
+**Entry** (:func:`counted_surface`): a Gertzbein-Robbins breach is the screw leaving the bone after it
+has entered it; the screw *enters* the bone through the dorsal cortex at its entry point (the classic
+entry points, Roy-Camille, Magerl, Weinstein, are points on that surface: on the facet and at the
+transverse process' root, clinical-reference.md). So the part of the screw still behind that surface is
+not a breach: (1) nothing before the screw's axis first enters the bone (the head side; an entry point
+set on or just off the bone surface does not breach by that), and (2) a cylinder of radius r whose axis
+crosses the dorsal surface obliquely crosses it along a stretch of its length: each line of its surface
+(a generatrix) that reaches the bone within :data:`ENTRY_ZONE_RADII` x r past the axis' bone entry is
+still entering there, not breaching, and counts from where it first reaches the bone. Once a surface
+line is in bone every later point of it counts, and a line still outside the bone at the end of that
+entry zone counts from there on: a screw leaving the pedicle cortex (medial, lateral, superior,
+inferior) after its entry, or a screw beside the pedicle, is graded by it (a screw moved 4 mm laterally
+breaches as much as without this rule, tests). Without it a screw from a classic entry point graded B/C
+from the first 0.5-2.5 mm of its surface alone (phantom CT segmentation, all three classic entry points).
 
 Distance to the dural sac: the smallest distance from the screw's surface to the neural elements
 (cord 1, dural sac 2), from their signed distance map; 0 when the screw touches or enters them.
@@ -40,6 +53,8 @@ __all__ = [
     "screw_surface_points",
     "RING_STEP_MM",
     "RING_POINTS",
+    "ENTRY_ZONE_RADII",
+    "counted_surface",
 ]
 
 GR_LIMITS_MM: tuple[tuple[str, float], ...] = (("B", 2.0), ("C", 4.0), ("D", 6.0))
@@ -53,6 +68,15 @@ RING_STEP_MM = 0.5
 """Spacing (mm) of the sampled rings along the screw axis."""
 RING_POINTS = 24
 """Points sampled around each ring of the screw surface."""
+
+ENTRY_ZONE_RADII = 1.75
+"""Length of the entry zone past the axis' bone entry, in screw radii (see the module docstring): a cylinder of
+radius r whose axis meets a plane bone surface at an angle a from the surface normal has crossed it within
+r * tan(a) of where its axis did; 1.75 r covers surfaces up to 60 deg oblique (tan 60 deg = 1.73), e.g. 5.7 mm
+for a 6.5 mm screw. Measured on the phantom's CT segmentation (1.5 mm axial, classic entry points on the facet):
+the screws planned before this rule had surface outside the bone only within 2.5 mm (1.0 r) past the axis' entry
+(grades B/C); with it, planned screws (axial, oblique, 0.8 x 0.8 x 2.5 mm) have their last surface line entering
+the bone 0.7-1.5 r past the axis' entry (Weinstein's corner the most oblique)."""
 
 NEURAL_MAP_MARGIN_MM = 40.0
 """Distances to the neural elements are exact up to this far (mm); beyond it they read as at least this."""
@@ -185,6 +209,39 @@ def _which_vertebra(anatomy: SpineAnatomy, centres: np.ndarray) -> Any:
     return min(known.values(), key=lambda v: float(np.linalg.norm(np.asarray(v.centroid_ras) - middle)))
 
 
+def counted_surface(
+    surface_depth: np.ndarray, axis_depth: np.ndarray, ring_t_mm: np.ndarray, radius_mm: float
+) -> tuple[np.ndarray, float | None]:
+    """Which sampled surface points of a screw count for its breach (the module docstring's **Entry** rule).
+
+    Args:
+        surface_depth: ``(rings, n)`` signed distance (mm, positive in bone) of the surface points; column
+            ``j`` is one line of the surface (a generatrix), rows run from the entry to the tip.
+        axis_depth: ``(rings,)`` signed distance (mm) of the axis points.
+        ring_t_mm: ``(rings,)`` distance (mm) of each ring from the entry point along the axis (increasing).
+        radius_mm: the screw's radius (mm).
+
+    Returns:
+        ``(mask, bone_entry_mm)``: ``mask`` ``(rings, n)`` True where the point counts; ``bone_entry_mm`` the
+        ``ring_t_mm`` of the first ring whose axis point is in bone (None when none is: then every point counts).
+    """
+    depth = np.asarray(surface_depth, float)
+    axis = np.asarray(axis_depth, float)
+    t = np.asarray(ring_t_mm, float)
+    entered = np.flatnonzero(axis > 0)
+    if entered.size == 0:
+        return np.ones(depth.shape, dtype=bool), None
+    first = int(entered[0])
+    t_in = float(t[first])
+    rows = np.arange(depth.shape[0])[:, None]
+    # the entry zone: rings from the axis' entry up to ENTRY_ZONE_RADII radii past it
+    zone_end = int(np.searchsorted(t, t_in + ENTRY_ZONE_RADII * float(radius_mm), side="right"))
+    in_bone = (depth >= 0) & (rows >= first) & (rows < zone_end)
+    # each surface line counts from its first point in bone inside the zone, else from the zone's end
+    start = np.where(in_bone.any(axis=0), np.argmax(in_bone, axis=0), min(zone_end, depth.shape[0] - 1))
+    return rows >= start[None, :], t_in
+
+
 def evaluate_screw(
     anatomy: SpineAnatomy,
     entry_ras: Any,
@@ -209,7 +266,9 @@ def evaluate_screw(
     Returns:
         ``vertebra``, ``length_mm``, ``diameter_mm``, ``breach_mm`` (largest distance of the screw's
         surface outside the bone, mm), ``gertzbein_robbins``, ``acceptable`` (A or B),
-        ``surface_in_bone_fraction``, ``min_distance_to_dural_sac_mm`` (None without a sac label),
+        ``surface_in_bone_fraction`` (share of the counted surface in bone), ``bone_entry_mm`` (mm along the axis
+        from ``entry_ras`` to where the axis enters the bone, None when it never does; the surface counted is
+        :func:`counted_surface`'s), ``min_distance_to_dural_sac_mm`` (None without a sac label),
         with a refining CT in ``maps`` also ``surface_in_hu_bone_fraction`` (share of the counted surface in
         the CT's own bone, :func:`lumbarspine.planning.refine.hu_bone_mask`) and ``bone``,
         ``min_distance_to_no_go_zone_mm``, ``enters_no_go_zone``, ``enters_dural_sac``.
@@ -238,12 +297,12 @@ def evaluate_screw(
     bone = maps.bone(info.label)
     axis_depth = bone.sample(centres)
     surface_depth = bone.sample(surface.reshape(-1, 3)).reshape(surface.shape[:2])
-    entered = np.flatnonzero(axis_depth > 0)
-    first = int(entered[0]) if entered.size else 0
-    counted = surface_depth[first:]
-    breach = float(max(0.0, -float(counted.min())))
+    ring_t = np.linalg.norm(centres - entry, axis=1)
+    mask, bone_entry_mm = counted_surface(surface_depth, axis_depth, ring_t, 0.5 * diameter)
+    counted = surface_depth[mask]
+    breach = float(max(0.0, -float(counted.min()))) if counted.size else 0.0
     breach = round(breach, 2)
-    in_bone = float((counted >= 0).mean())
+    in_bone = float((counted >= 0).mean()) if counted.size else 0.0
     result: dict[str, Any] = {
         "vertebra": info.name,
         "entry_ras": [round(float(c), 3) for c in entry],
@@ -253,6 +312,7 @@ def evaluate_screw(
         "breach_mm": breach,
         "gertzbein_robbins": gertzbein_robbins(breach),
         "surface_in_bone_fraction": round(in_bone, 4),
+        "bone_entry_mm": None if bone_entry_mm is None else round(bone_entry_mm, 2),
         "min_distance_to_dural_sac_mm": None,
         "min_distance_to_no_go_zone_mm": None,
         "enters_dural_sac": False,
@@ -263,8 +323,8 @@ def evaluate_screw(
     refined = maps.refined_bone(info.label)
     if refined is not None:
         # independent of the labels: the share of the (counted) surface in the CT's own bone
-        hu_in = refined.hu_bone.sample(surface[first:].reshape(-1, 3)) >= 0.5
-        result["surface_in_hu_bone_fraction"] = round(float(hu_in.mean()), 4)
+        hu_in = refined.hu_bone.sample(surface[mask].reshape(-1, 3)) >= 0.5
+        result["surface_in_hu_bone_fraction"] = round(float(hu_in.mean()), 4) if hu_in.size else 0.0
         result["bone"] = "label refined by the CT's HU"
     neural = maps.neural()
     if neural is not None:

@@ -13,7 +13,8 @@ For every lumbar vertebra present (L1-L5) and S1, on each side:
    S1 has no slender pedicle: its "pedicle" is the bone within :data:`S1_PEDICLE_LATERAL_MM` lateral
    of the canal and within :data:`S1_PEDICLE_HEIGHT_MM` below that bone's top (the fused sacrum runs on
    into S2 without a boundary), and its screw converges by :attr:`PlanningParameters.s1_medial_angle_deg`
-   (25-30 deg toward the promontory, clinical-reference.md).
+   (25-30 deg toward the promontory, clinical-reference.md) parallel to the S1 upper endplate (the S1 frame's
+   transverse plane is that endplate, :mod:`lumbarspine.planning.frame`; within 3 deg on the phantom).
 3. **Trajectory** (:data:`TRAJECTORIES`; default ``"pedicle-axis"``): the straight line along the
    pedicle's own axis through the isthmus centre. This is the anatomical trajectory whose medial
    angulation the reference values describe (about 5 deg x level number, L1 5 deg ... L5 25 deg,
@@ -26,7 +27,12 @@ For every lumbar vertebra present (L1-L5) and S1, on each side:
    :attr:`PlanningParameters.max_diameter_fraction` (80 %) of the isthmus width (clinical-reference.md).
 5. **Entry**: going back from the isthmus along the trajectory, the last point where the screw's whole
    cross-section is still in bone (with :attr:`PlanningParameters.clearance_mm`); the screw head sits on
-   the bone surface just behind it. **Tip**: at :attr:`PlanningParameters.body_depth_fraction` (80 %) of
+   the bone surface just behind it. With a classic entry point the entry is the technique's point on the
+   dorsal bone surface, moved along the trajectory to where that line enters the bone (where the screw enters
+   the bone at the posterior cortex, clinical-reference.md); the screw crossing that cortex is its entry, not a
+   breach, and the planner applies the evaluation's own rule to it (:func:`lumbarspine.planning.evaluate.
+   counted_surface`: each surface line counts from where it reaches the bone, within 1.75 radii past the
+   axis' entry; beyond that the whole ring keeps the clearance). **Tip**: at :attr:`PlanningParameters.body_depth_fraction` (80 %) of
    the body depth along the trajectory (a convention, clinical-reference.md), never closer than
    :attr:`PlanningParameters.anterior_margin_mm` to the anterior cortex and never with the screw's
    surface outside the bone, nor with its surface across the vertebra's mid-sagittal plane
@@ -50,7 +56,7 @@ import numpy as np
 
 from ..anatomy.model import SpineAnatomy
 from ..progress import CancelCallback, ProgressCallback, check_cancel
-from .evaluate import PlanningMaps, evaluate_screw
+from .evaluate import ENTRY_ZONE_RADII, RING_POINTS, PlanningMaps, counted_surface, evaluate_screw
 from .frame import VertebraFrame, unit, vertebra_frame
 
 __all__ = [
@@ -113,6 +119,11 @@ CT the pedicle, the articular processes and the lamina can merge into one bone b
 ISTHMUS_RESWEEP_MM = 3.0
 """Reach (mm, along the final pedicle axis) of the search for the narrowest chord when the last turn of the axis
 swung the chord at the isthmus out of the pedicle (see :func:`_narrowest_across`)."""
+S1_ACROSS_MM = 4.5
+"""How far (mm) the S1 trajectory may move across its 'pedicle' when the search through its centre finds too little
+bone (see :func:`_s1_trajectory`). Real 3 mm CT, with S1's canal found within +-15 mm of its body centre
+(:data:`lumbarspine.planning.frame.SACRUM_PROJECTION_HALF_HEIGHT_MM`): at 3 mm S1 left kept 21 mm of bone
+(refused), at 4.5 mm both S1 sides take a 45 mm screw, grade A (measured 2026-12-03)."""
 S1_WINDOW_HALF_HEIGHT_MM = 45.0
 """Half height (mm) of the window searched for the S1 pedicle (the sacrum's bone lateral of the canal is tall)."""
 
@@ -540,15 +551,68 @@ def _chord_mid(
 
 
 # ----------------------------------------------------------------------------------------- trajectory
-def _ring_depth(frame: VertebraFrame, centres: np.ndarray, direction: np.ndarray, radius: float) -> np.ndarray:
-    """Smallest signed distance (mm) around rings of ``radius`` at ``centres`` (N, 3)."""
+def _ring_depths(frame: VertebraFrame, centres: np.ndarray, direction: np.ndarray, radius: float) -> np.ndarray:
+    """Signed distances (mm) ``(N, RING_POINTS)`` around rings of ``radius`` at ``centres`` (N, 3); the points
+    are those of :func:`~lumbarspine.planning.evaluate.screw_surface_points` (same basis and angles)."""
     helper = np.array([0.0, 0.0, 1.0]) if abs(direction[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
     e1 = unit(np.cross(direction, helper))
     e2 = np.cross(direction, e1)
-    theta = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    theta = np.linspace(0, 2 * np.pi, RING_POINTS, endpoint=False)
     ring = np.cos(theta)[:, None] * e1 + np.sin(theta)[:, None] * e2
     pts = centres[:, None, :] + radius * ring[None, :, :]
-    return frame.sdf.sample(pts.reshape(-1, 3)).reshape(len(centres), len(theta)).min(axis=1)
+    return frame.sdf.sample(pts.reshape(-1, 3)).reshape(len(centres), len(theta))
+
+
+def _ring_depth(frame: VertebraFrame, centres: np.ndarray, direction: np.ndarray, radius: float) -> np.ndarray:
+    """Smallest signed distance (mm) around rings of ``radius`` at ``centres`` (N, 3)."""
+    return _ring_depths(frame, centres, direction, radius).min(axis=1)
+
+
+def _classic_bone_run(
+    frame: VertebraFrame, entry: np.ndarray, direction: np.ndarray, t: np.ndarray, radius: float, clearance: float
+) -> float | None:
+    """How far (mm, from ``entry`` along ``direction``, on the samples ``t`` >= 0) a screw of ``radius`` from a
+    classic entry point stays in bone, by the evaluation's own rule (:func:`~lumbarspine.planning.evaluate.
+    counted_surface`): inside the entry zone no counted surface point may lie outside the bone (a surface line
+    still crossing the dorsal cortex there is entering, not breaching); beyond it the whole ring keeps
+    ``clearance`` mm of bone. None when the axis never enters the bone."""
+    centres = entry + t[:, None] * direction
+    depths = _ring_depths(frame, centres, direction, radius)
+    counted, t_in = counted_surface(depths, frame.sdf.sample(centres), t, radius)
+    if t_in is None:
+        return None
+    in_zone = t <= t_in + ENTRY_ZONE_RADII * radius
+    ok = np.where(in_zone, ~(counted & (depths < 0)).any(axis=1), depths.min(axis=1) >= clearance)
+    bad = np.flatnonzero(~ok)
+    if not bad.size:
+        return float(t[-1])
+    return float(t[bad[0] - 1]) if bad[0] > 0 else 0.0
+
+
+def _onto_bone_surface(frame: VertebraFrame, point: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """``point`` (a classic entry point on the dorsal bone surface, found going straight forward) moved along
+    the trajectory ``direction`` to where that line itself enters the bone (the zero crossing of the signed
+    distance, mm): the entry point is where the screw enters the bone at the dorsal cortex. Unchanged when the
+    line has no such crossing within 10 mm."""
+    step = 0.1
+    t = np.arange(-10.0, 10.0 + 1e-9, step)
+    depth = frame.sdf.sample(point[None, :] + t[:, None] * direction[None, :])
+    zero = int(np.argmin(np.abs(t)))
+    inside = depth > 0
+    if inside[zero]:
+        i = zero
+        while i > 0 and inside[i - 1]:
+            i -= 1
+        if i == 0:
+            return point  # deep in bone along the trajectory: keep the technique's point
+    else:
+        ahead = np.flatnonzero(inside[zero:])
+        if not ahead.size:
+            return point
+        i = zero + int(ahead[0])
+    v0, v1 = float(depth[i - 1]), float(depth[i])
+    t_cross = float(t[i - 1]) + step * (-v0) / (v1 - v0) if v1 != v0 else float(t[i])
+    return point + t_cross * direction
 
 
 def _angles(frame: VertebraFrame, direction: np.ndarray, side: str) -> tuple[float, float]:
@@ -599,9 +663,20 @@ def _classic_entry(anatomy: SpineAnatomy, frame: VertebraFrame, side: str, rule:
 def _s1_trajectory(
     frame: VertebraFrame, isthmus: Isthmus, side: str, params: PlanningParameters
 ) -> tuple[np.ndarray, np.ndarray]:
-    """S1 (see :func:`_searched_trajectory`)."""
+    """S1 (see :func:`_searched_trajectory`): through the 'isthmus' moved up or down; where that keeps less bone
+    than the shortest screw needs, also moved across by up to +-:data:`S1_ACROSS_MM` (on the real 3 mm CT the S1
+    block's centre can sit where the thinnest screw has no bone around it: both S1 sides are planned so, at
+    most one without)."""
     offsets = tuple(np.arange(-6.0, 6.01, 1.5))
-    return _searched_trajectory(frame, isthmus, side, params, params.s1_medial_angle_deg, (0.0, -2.5, 2.5), offsets)[:2]
+    found = _searched_trajectory(frame, isthmus, side, params, params.s1_medial_angle_deg, (0.0, -2.5, 2.5), offsets)
+    if found[2] < params.lengths_mm[0]:
+        across = (0.0, -S1_ACROSS_MM / 2, S1_ACROSS_MM / 2, -S1_ACROSS_MM, S1_ACROSS_MM)
+        wider = _searched_trajectory(
+            frame, isthmus, side, params, params.s1_medial_angle_deg, (0.0, -2.5, 2.5), offsets, across
+        )
+        if wider[2] > found[2]:
+            found = wider
+    return found[0], found[1]
 
 
 def _searched_trajectory(
@@ -735,7 +810,7 @@ def _plan_one(
             direction = frame.anterior.copy()
         else:
             direction = unit(isthmus.center - entry_point)
-        through = entry_point
+        through = _onto_bone_surface(frame, entry_point, direction)
     if np.dot(direction, frame.anterior) <= 0.2:
         raise _Refuse(f"the trajectory on the {side} does not point into the body")
     candidates = [d for d in params.diameters_mm if d <= params.max_diameter_fraction * width + 1e-9]
@@ -746,21 +821,19 @@ def _plan_one(
     shortfall: tuple[float, float] | None = None
     for diameter in sorted(candidates, reverse=True):
         radius = diameter / 2
-        # the screw must fit where it crosses the isthmus
         probe = through
         if params.trajectory in ("roy-camille", "magerl", "weinstein") and not s1:
-            # t measured from the entry point: find where the screw reaches the isthmus level
-            probe = through
-        ring_back = _ring_depth(frame, probe + back[:, None] * direction, direction, radius)
-        ring_fwd = _ring_depth(frame, probe + fwd[:, None] * direction, direction, radius)
-        if params.trajectory in ("roy-camille", "magerl", "weinstein") and not s1:
+            # t from the classic entry point on the dorsal bone surface; the screw crossing that cortex is its
+            # entry, not a breach (evaluate.counted_surface: the same rule as the grade)
             t_entry = 0.0
-            ok = ring_fwd >= params.clearance_mm
-            # from the classic entry, allow the first 3 mm (the entry hole) to be only partly in bone
-            start = int(3.0 / step)
-            bad = np.flatnonzero(~ok[start:])
-            t_ring_out = float(fwd[start + bad[0] - 1]) if bad.size else float(fwd[-1])
+            run = _classic_bone_run(frame, probe, direction, fwd, radius, params.clearance_mm)
+            if run is None:
+                continue
+            t_ring_out = run
         else:
+            # the screw must fit where it crosses the isthmus
+            ring_back = _ring_depth(frame, probe + back[:, None] * direction, direction, radius)
+            ring_fwd = _ring_depth(frame, probe + fwd[:, None] * direction, direction, radius)
             if ring_back[0] < params.clearance_mm:
                 continue
             out_back = np.flatnonzero(ring_back < params.clearance_mm)
