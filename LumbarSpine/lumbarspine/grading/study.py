@@ -86,14 +86,21 @@ def load_anatomy(
     return load_segmentation(segmentation, convention=convention, reference=image)
 
 
-def _read_image(path: str | os.PathLike[str] | Volume, what: str) -> Volume:
-    from ..io import read_volume
+def _read_image(path: str | os.PathLike[str] | Volume, what: str, *, voxels: bool = True) -> Volume:
+    """The image at ``path`` (a Volume is returned as it is).
+
+    ``voxels=False`` reads its header only (:func:`lumbarspine.io.read_volume_geometry`: the grid,
+    a placeholder array): for the grading from a given segmentation, which needs the image's grid
+    but none of its values. A truncated NIfTI image is still refused then; damage inside a gzip
+    stream at full length (or NaN voxels) is not detected, as no voxel is read.
+    """
+    from ..io import read_volume, read_volume_geometry
 
     if isinstance(path, Volume):
         return path
     if not Path(path).exists():
         raise ValueError(f"The {what} {path} does not exist.")
-    return read_volume(path)
+    return read_volume(path) if voxels else read_volume_geometry(path)
 
 
 def _level_file(level: str) -> str:
@@ -121,13 +128,16 @@ def grade_image(
     Returns:
         ``{"anatomy": SpineAnatomy, "result": GradingResult, "axial": dict | None}`` (``axial``: how the
         axial series was joined, for the report's input section).
+
+    With a ``segmentation`` and an image path, only the image's header is read (its grid: the
+    grading measures the labels; see :func:`_read_image` for what is then not checked).
     """
     from .core import grade_anatomy
 
     report_progress = progress or _noop
     if axial_mask not in AXIAL_MASKS:
         raise ValueError(f"Unknown axial_mask {axial_mask!r}: use one of {', '.join(AXIAL_MASKS)}.")
-    image = _read_image(image, "image")
+    image = _read_image(image, "image", voxels=segmentation is None)
 
     def sub(lo: float, hi: float) -> ProgressCallback:
         return lambda f, m: report_progress(lo + (hi - lo) * f, m)
@@ -210,6 +220,12 @@ def grade_study(
 
     Returns:
         ``{"paths": {...}, "report": <report.json content>, "seconds": ...}``.
+
+    Speed: with a ``segmentation`` and ``pictures=False`` the image's voxels are not read, only its
+    header (the grid the labels must lie on; :func:`lumbarspine.io.read_volume_geometry`); the
+    reports are the same as with a full read. The trade-off: a truncated NIfTI image is still
+    refused, but a ``.nii.gz`` damaged inside its gzip stream (at full length) or NaN voxels in the
+    image are not detected then; the pictures, which draw the image, read it in full.
     """
     from .pictures import area_plot, plane_picture
     from .report import build_report, write_report_csv, write_report_json, write_rsna_csv
@@ -221,7 +237,8 @@ def grade_study(
     out = Path(out_dir)
     check_cancel(cancel, "Stenosis grading")
     report_progress(0.0, "reading the image")
-    image = _read_image(image_path, "image")
+    # the image's voxels are drawn in the pictures and segmented without a segmentation; else its grid is enough
+    image = _read_image(image_path, "image", voxels=pictures or segmentation is None)
 
     def sub(lo: float, hi: float) -> ProgressCallback:
         return lambda f, m: report_progress(lo + (hi - lo) * f, m)
