@@ -257,7 +257,11 @@ def load_segmentation(
         conv_modality = "unknown"
     else:
         assert raw is not None
-        present = [int(v) for v in label_values(raw.array) if v != 0]
+        # the labelled voxels, found once: their values and, below, their new values (the map is mostly 0)
+        flat = np.asarray(raw.array).reshape(-1)
+        labelled = np.flatnonzero(flat)
+        labelled_values = flat[labelled]
+        present = [int(v) for v in label_values(labelled_values)]
         if not present:
             raise ValueError(f"The label map {source_name} is empty (all voxels are 0): nothing is labelled.")
         if convention == SEG_NRRD:
@@ -288,8 +292,10 @@ def load_segmentation(
         lut = np.zeros(max(present) + 1, dtype=np.int32)
         for value, target in mapping.items():
             lut[value] = target
-        # the uint16 table gathered once: the same values as lut[array].astype(uint16), one pass fewer
-        labels = raw.with_array(lut.astype(np.uint16)[raw.array], is_label=True)
+        # lut[array].astype(uint16), gathered on the labelled voxels only (lut[0] is 0: 0 is not in the mapping)
+        mapped = np.zeros(flat.shape, dtype=np.uint16)
+        mapped[labelled] = lut.astype(np.uint16)[labelled_values]
+        labels = raw.with_array(mapped.reshape(np.asarray(raw.array).shape), is_label=True)
         how = spec.numbering_note
         conv_modality = spec.modality
     labels = _resolve_grid(labels, reference, notes)

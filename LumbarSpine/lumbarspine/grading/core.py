@@ -378,8 +378,9 @@ def grade_anatomy(
             progress(fraction, message)
 
     labels = anatomy.labels
-    present = set(int(v) for v in label_values(labels.array))
-    if not present & set(SAC_LABELS):
+    field_ = MaskField(labels)  # the sac mask; empty when no sac label is present
+    if field_.empty:
+        present = set(int(v) for v in label_values(labels.array))
         raise ValueError(
             "No canal found: the segmentation has no dural sac / spinal canal (labels 1 cord, 2 canal in the "
             f"TotalSpineSeg convention); it holds {sorted(v for v in present if v)}. Segment the canal or convert the "
@@ -394,7 +395,6 @@ def grade_anatomy(
         raise ValueError("The dural sac is too small to follow (no canal centreline): check the segmentation.")
     warnings = list(anatomy.warnings)
     report(0.0, "fitting the dural sac centreline")
-    field_ = MaskField(labels)
 
     def centroid(p, n):
         s = measure_plane(field_, p, n, step_mm=0.5, with_outline=False)
