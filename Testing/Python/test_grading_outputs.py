@@ -236,6 +236,22 @@ def test_grade_study_refuses_a_truncated_image_without_reading_its_voxels(sagitt
     assert not (tmp_path / "out" / "report.json").exists()
 
 
+def test_grade_study_with_pictures_refuses_a_damaged_image_before_writing(sagittal_study, tmp_path):
+    """With pictures the image is read in full (beside the grading): a gzip stream damaged inside, at full
+    length, is refused as before, and no report file is written."""
+    folder, _ = sagittal_study
+    raw = bytearray((folder / "image.nii.gz").read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 64] = bytes(64)  # zeros inside the deflate stream, the file keeps its length
+    damaged = tmp_path / "image.nii.gz"
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="damaged|Cannot read"):
+        grade_study(damaged, tmp_path / "out", segmentation=folder / "labels.nii.gz", pictures=True)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    with pytest.raises(ValueError, match="damaged|Cannot read"):  # the image's error first, as it was read first
+        grade_study(damaged, tmp_path / "out2", segmentation=tmp_path / "missing_labels.nii.gz", pictures=True)
+
+
 def test_the_scene_holds_table_markups_chart_and_graded_sac(slicer_scene, tmp_path):
     from lumbarspine.grading.scene import add_grading_to_scene, place_slice_node, slice_to_ras
     from lumbarspine.scene import load_scene, save_scene

@@ -103,6 +103,32 @@ def _read_image(path: str | os.PathLike[str] | Volume, what: str, *, voxels: boo
     return read_volume(path) if voxels else read_volume_geometry(path)
 
 
+class _BackgroundRead:
+    """:func:`lumbarspine.io.read_volume` of ``path`` in a thread (ITK's read and the NIfTI check release the
+    GIL, so it runs beside the grading); :meth:`result` waits and returns the Volume or raises its error."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import threading
+
+        self._volume: Volume | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(path,), name="image-read", daemon=True)
+        self._thread.start()
+
+    def _run(self, path: str | os.PathLike[str]) -> None:
+        try:
+            self._volume = _read_image(path, "image")
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result() in the caller's thread
+            self._error = exc
+
+    def result(self) -> Volume:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._volume is not None
+        return self._volume
+
+
 def _level_file(level: str) -> str:
     return "plane_" + level.replace(" ", "_").replace("-", "_") + ".png"
 
@@ -225,7 +251,8 @@ def grade_study(
     header (the grid the labels must lie on; :func:`lumbarspine.io.read_volume_geometry`); the
     reports are the same as with a full read. The trade-off: a truncated NIfTI image is still
     refused, but a ``.nii.gz`` damaged inside its gzip stream (at full length) or NaN voxels in the
-    image are not detected then; the pictures, which draw the image, read it in full.
+    image are not detected then. With pictures (which draw the image) the image is read in full, in a
+    thread while the labels are graded on its grid; its read errors come first, before any file is written.
     """
     from .pictures import area_plot, plane_picture
     from .report import build_report, write_report_csv, write_report_json, write_rsna_csv
@@ -237,22 +264,32 @@ def grade_study(
     out = Path(out_dir)
     check_cancel(cancel, "Stenosis grading")
     report_progress(0.0, "reading the image")
-    # the image's voxels are drawn in the pictures and segmented without a segmentation; else its grid is enough
-    image = _read_image(image_path, "image", voxels=pictures or segmentation is None)
+    # The image's voxels are segmented without a segmentation and drawn in the pictures; the grading from a
+    # segmentation needs the image's grid only, so for the pictures the voxels are read meanwhile, in a thread.
+    background = pictures and segmentation is not None and not isinstance(image_path, Volume)
+    image = _read_image(image_path, "image", voxels=segmentation is None or (pictures and not background))
+    voxels = _BackgroundRead(image_path) if background else None
 
     def sub(lo: float, hi: float) -> ProgressCallback:
         return lambda f, m: report_progress(lo + (hi - lo) * f, m)
 
-    graded = grade_image(
-        image,
-        segmentation,
-        convention=convention,
-        axial=axial,
-        axial_mask=axial_mask,
-        thresholds=thresholds,
-        progress=sub(0.05, 0.85),
-        cancel=cancel,
-    )
+    try:
+        graded = grade_image(
+            image,
+            segmentation,
+            convention=convention,
+            axial=axial,
+            axial_mask=axial_mask,
+            thresholds=thresholds,
+            progress=sub(0.05, 0.85),
+            cancel=cancel,
+        )
+    except BaseException:
+        if voxels is not None:
+            voxels.result()  # an unreadable image is reported first, as when it was read before the grading
+        raise
+    if voxels is not None:
+        image = voxels.result()
     anatomy, result, axial_info = graded["anatomy"], graded["result"], graded["axial"]
     from .measure import acquired_slice_axis
 
