@@ -266,7 +266,12 @@ def grade_study(
     report_progress(0.0, "reading the image")
     # The image's voxels are segmented without a segmentation and drawn in the pictures; the grading from a
     # segmentation needs the image's grid only, so for the pictures the voxels are read meanwhile, in a thread.
-    background = pictures and segmentation is not None and not isinstance(image_path, Volume)
+    background = (
+        pictures
+        and segmentation is not None
+        and not isinstance(image_path, Volume)
+        and not Path(image_path).is_dir()  # a DICOM folder's header is its slices: read once, in full
+    )
     image = _read_image(image_path, "image", voxels=segmentation is None or (pictures and not background))
     voxels = _BackgroundRead(image_path) if background else None
 
