@@ -5,8 +5,9 @@ Writes ``scripts/benchmarks/grading-<machine>-<date>.md``:
 
 * **speed**: ``grade_study`` from files (image + TotalSpineSeg label map) to files (report.json,
   report.csv, rsna.csv and, in the "with pictures" column, the PNGs), median of ``--repeats`` runs,
-  with the share of the grading itself (:func:`lumbarspine.grading.grade_anatomy`). Target: under
-  5 s per study on a 2-core machine;
+  with the share of the grading itself (:func:`lumbarspine.grading.grade_anatomy`), and from the
+  image alone (automatic segmentation, ``--alone-repeats`` runs). Targets (#8): under 5 s per study
+  from its segmentation, under 25 s from the image alone, on a 2-core machine;
 * **accuracy**: dural sac area (DSCSA) per level against the phantom's analytic truth on several grids,
   and the spread of the same level between grids turned against each other;
 * **rotation**: where the difference between turned 1 mm grids comes from: the same levels measured
@@ -18,6 +19,7 @@ Writes ``scripts/benchmarks/grading-<machine>-<date>.md``:
 Example::
 
     python scripts/bench_grading.py --repeats 3
+    python scripts/bench_grading.py --repeats 3 --skip-accuracy --rotation-grids 0 --out speed.md  # speed only
 """
 
 from __future__ import annotations
@@ -44,13 +46,20 @@ from lumbarspine.phantom import PhantomSpec, generate_phantom, write_phantom  # 
 STENOSIS = {"L3-L4": 90.0, "L4-L5": 60.0}
 
 
-def speed(repeats: int) -> list[str]:
+def speed(repeats: int, alone_repeats: int = 1) -> list[str]:
+    """``grade_study`` timings per phantom (wall s, medians): from the segmentation without and with pictures,
+    and from the image alone (automatic segmentation, with pictures). Every run is timed, the first too."""
     lines = [
-        "## Speed: one study from its segmentation (files in, files out)",
+        "## Speed: one study, files in, files out",
         "",
-        "| study | grid (voxels) | grade_anatomy s | grade_study s (no pictures) | grade_study s (with pictures) "
-        "| CPU s of grade_study with pictures |",
-        "|---|---|---|---|---|---|",
+        "From the segmentation: image + TotalSpineSeg label map in; report.json, report.csv, rsna.csv out (and the "
+        "PNGs with pictures; without pictures the image's voxels are not read, only its header). From the image "
+        f"alone: the automatic T2 segmentation first, pictures written ({alone_repeats} run(s)). Targets (#8): "
+        "under 5 s from the segmentation, under 25 s from the image alone.",
+        "",
+        "| study | grid (voxels) | grade_anatomy s | from segmentation, no pictures s | CPU s (no pictures) | from "
+        "segmentation, with pictures s | CPU s (with pictures) | from the image alone s | CPU s (image alone) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     cases = [
         ("T2 phantom, sagittal 1 mm", dict(orientation="sagittal")),
@@ -64,12 +73,12 @@ def speed(repeats: int) -> list[str]:
             write_phantom(folder / "ph", spec)
             phantom = generate_phantom(spec)
             anatomy = anatomy_from_labels(phantom.labels, modality="t2", numbering="imported", source="phantom")
-            core, plain, full, cpu = [], [], [], []
+            core, plain, plain_cpu, full, cpu, alone, alone_cpu = [], [], [], [], [], [], []
             for r in range(repeats):
                 t0 = time.perf_counter()
                 grade_anatomy(anatomy)
                 core.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 grade_study(
                     folder / "ph/image.nii.gz",
                     folder / f"a{r}",
@@ -77,14 +86,24 @@ def speed(repeats: int) -> list[str]:
                     pictures=False,
                 )
                 plain.append(time.perf_counter() - t0)
+                plain_cpu.append(time.process_time() - c0)
                 t0, c0 = time.perf_counter(), time.process_time()
                 grade_study(folder / "ph/image.nii.gz", folder / f"b{r}", segmentation=folder / "ph/labels.nii.gz")
                 full.append(time.perf_counter() - t0)
                 cpu.append(time.process_time() - c0)
+            for r in range(alone_repeats):
+                t0, c0 = time.perf_counter(), time.process_time()
+                grade_study(folder / "ph/image.nii.gz", folder / f"c{r}")
+                alone.append(time.perf_counter() - t0)
+                alone_cpu.append(time.process_time() - c0)
             size = "x".join(str(n) for n in phantom.labels.size_ijk)
+
+            def med(values: list[float]) -> str:
+                return f"{statistics.median(values):.2f}" if values else "-"
+
             lines.append(
-                f"| {name} | {size} ({phantom.labels.array.size / 1e6:.1f} M) | {statistics.median(core):.2f} | "
-                f"{statistics.median(plain):.2f} | {statistics.median(full):.2f} | {statistics.median(cpu):.2f} |"
+                f"| {name} | {size} ({phantom.labels.array.size / 1e6:.1f} M) | {med(core)} | {med(plain)} | "
+                f"{med(plain_cpu)} | {med(full)} | {med(cpu)} | {med(alone)} | {med(alone_cpu)} |"
             )
             print(lines[-1], flush=True)
     return lines
@@ -341,6 +360,9 @@ def rotation(n_grids: int) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--alone-repeats", type=int, default=1, help="runs from the image alone per phantom (0: skip that column)"
+    )
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--rotation-grids", type=int, default=12, help="random 1 mm grids (0: skip the section)")
     parser.add_argument(
@@ -356,7 +378,9 @@ def main() -> int:
         "Seconds, median of the repeats (wall clock, and the process's CPU time, which other jobs on a shared "
         f"machine do not inflate). Load average when it started: {os.getloadavg()[0]:.1f} on this machine.",
         "",
-        *speed(args.repeats),
+        *speed(args.repeats, args.alone_repeats),
+        "",
+        f"Load average when the speed section ended: {os.getloadavg()[0]:.1f}.",
         "",
     ]
     if not args.skip_accuracy:

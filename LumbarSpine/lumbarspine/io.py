@@ -43,6 +43,7 @@ from .volume import Volume
 
 __all__ = [
     "read_volume",
+    "read_volume_geometry",
     "write_volume",
     "read_dicom_series",
     "write_dicom_series",
@@ -278,15 +279,54 @@ def read_volume(
         raise ValueError(f"Cannot read {path.name!r}: supported are {', '.join(SUPPORTED_SUFFIXES)} or a DICOM folder.")
     if not os.access(path, os.R_OK):
         raise ValueError(f"Cannot read {path}: permission denied. Check the file's permissions.")
-    integrity = check_nifti_integrity(path) if suffix in (".nii", ".nii.gz") else None
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     if suffix in _IMAGE_IO:
         reader.SetImageIO(_IMAGE_IO[suffix])
-    try:
-        image = reader.Execute()
-    except RuntimeError as exc:
-        raise ValueError(f"Cannot read {path}: {_itk_message(exc)}. Check that it is a valid {suffix} file.") from exc
+    if suffix in (".nii", ".nii.gz") and not _nifti_looks_whole(path):
+        integrity = check_nifti_integrity(path)  # raises for a truncated or damaged file
+        try:
+            image = reader.Execute()
+        except RuntimeError as exc:
+            raise ValueError(
+                f"Cannot read {path}: {_itk_message(exc)}. Check that it is a valid {suffix} file."
+            ) from exc
+    elif suffix in (".nii", ".nii.gz"):
+        # A whole-looking file: the integrity check (it decompresses the file once more, for a damaged gzip
+        # stream and the NaN count) runs beside ITK's read, both release the GIL; its verdict comes first,
+        # as when they ran one after the other.
+        checked: dict = {}
+
+        def check() -> None:
+            try:
+                checked["info"] = check_nifti_integrity(path)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                checked["error"] = exc
+
+        worker = threading.Thread(target=check, name="nifti-integrity", daemon=True)
+        worker.start()
+        try:
+            image = reader.Execute()
+            failure = None
+        except RuntimeError as exc:
+            image, failure = None, exc
+        finally:
+            worker.join()
+        if "error" in checked:
+            raise checked["error"]
+        integrity = checked["info"]
+        if failure is not None:
+            raise ValueError(
+                f"Cannot read {path}: {_itk_message(failure)}. Check that it is a valid {suffix} file."
+            ) from failure
+    else:
+        integrity = None
+        try:
+            image = reader.Execute()
+        except RuntimeError as exc:
+            raise ValueError(
+                f"Cannot read {path}: {_itk_message(exc)}. Check that it is a valid {suffix} file."
+            ) from exc
     if image.GetDimension() != 3:
         raise ValueError(f"{path} holds a {image.GetDimension()}D image; LumbarSpine reads 3D volumes.")
     stem = name or (path.name[: len(path.name) - len(suffix)] if suffix else path.stem)
@@ -297,6 +337,116 @@ def read_volume(
     if integrity is not None and integrity["nonfinite"]:
         volume = volume.with_array(_restore_nonfinite(path, integrity, np.asarray(volume.array)))
     return volume
+
+
+def _nifti_looks_whole(path: Path) -> bool:
+    """Cheap truncation check of a NIfTI file, without decompressing it: True when it holds the data
+    its header promises.
+
+    A plain ``.nii`` is compared by size with its header's promise. A ``.nii.gz`` written as one gzip
+    member (ITK, nibabel, dcm2niix) stores the length of its decompressed data (mod 2**32) in its last
+    four bytes: when that equals the header's promise the file is taken as whole (a truncated stream
+    ends in arbitrary bytes: a chance match is one in 2**32). False for anything else (a truncated or
+    unreadable file, a header that is not NIfTI, a multi-member (bgzip) ``.nii.gz``, data longer than
+    promised): then :func:`check_nifti_integrity` decides and says what is wrong. A ``.nii.gz``
+    damaged *inside* its gzip stream at full length is not detected here (its CRC needs a full read).
+    """
+    compressed = path.name.lower().endswith(".gz")
+    try:
+        with _open_nifti(path, compressed) as fh:
+            head = fh.read(540)
+        header = _nifti_header(head, path)
+        ndim = max(0, min(int(header["dims"][0]), 7))
+        count = int(np.prod([max(int(d), 1) for d in header["dims"][1 : ndim + 1]], dtype=np.int64))
+        itemsize = max(int(header["bitpix"]), 8) // 8
+        expected = max(header["vox_offset"], 348) + count * itemsize
+        if compressed:
+            with open(path, "rb") as fh:
+                fh.seek(-4, os.SEEK_END)
+                (stored,) = struct.unpack("<I", fh.read(4))
+            return stored == expected % (1 << 32)
+        return path.stat().st_size >= expected
+    except (ValueError, EOFError, OSError, zlib.error, struct.error):
+        return False
+
+
+def read_volume_geometry(
+    path: str | os.PathLike[str],
+    *,
+    is_label: bool | None = None,
+    name: str | None = None,
+    allow_nonuniform: bool = False,
+) -> Volume:
+    """The grid of a volume file without its voxels: what :func:`read_volume` gives, less the data.
+
+    Only the header is read (``SimpleITK.ImageFileReader.ReadImageInformation``), so this takes
+    milliseconds where reading a 29 M-voxel float ``.nii.gz`` takes seconds. ``shape``, ``spacing``,
+    ``origin`` and ``direction`` (RAS, mm) and ``is_label`` / ``name`` are exactly those of
+    :func:`read_volume`. The ``array`` is a read-only **placeholder** of the file's shape and voxel
+    type that holds no data (every voxel reads 0, no memory used): use the result for its geometry
+    (as the reference grid of a segmentation, for frame overlaps, report fields), never for its values.
+
+    Trade-off: the voxel data is not read, so it is not checked as :func:`read_volume` checks it. A
+    truncated NIfTI file is still refused (its length is checked cheaply, see
+    :func:`_nifti_looks_whole`), but a ``.nii.gz`` damaged *inside* its gzip stream (CRC error at full
+    length), NaN voxels and truncated NRRD / MetaImage data are not detected here. A DICOM folder is
+    read in full (its slice positions are in every file): the result then holds the real voxels.
+
+    Args:
+        path, is_label, name, allow_nonuniform: as :func:`read_volume`.
+
+    Raises:
+        ValueError: missing, unsupported, unreadable, truncated file, not 3D or not scalar (one line
+            saying what is wrong and what to do).
+    """
+    import SimpleITK as sitk
+
+    from .volume import RAS_TO_LPS
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"No such file or folder: {path}. Check the path.")
+    if path.is_dir():
+        return read_dicom_series(path, name=name, allow_nonuniform=allow_nonuniform)
+    suffix = _suffix(path)
+    if suffix not in SUPPORTED_SUFFIXES and suffix != ".dcm":
+        raise ValueError(f"Cannot read {path.name!r}: supported are {', '.join(SUPPORTED_SUFFIXES)} or a DICOM folder.")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"Cannot read {path}: permission denied. Check the file's permissions.")
+    if suffix in (".nii", ".nii.gz") and not _nifti_looks_whole(path):
+        check_nifti_integrity(path)  # raises, naming what is wrong (or passes: e.g. a multi-member .nii.gz)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    if suffix in _IMAGE_IO:
+        reader.SetImageIO(_IMAGE_IO[suffix])
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ValueError(f"Cannot read {path}: {_itk_message(exc)}. Check that it is a valid {suffix} file.") from exc
+    if reader.GetDimension() != 3:
+        raise ValueError(f"{path} holds a {reader.GetDimension()}D image; LumbarSpine reads 3D volumes.")
+    if reader.GetNumberOfComponents() != 1:
+        raise ValueError(
+            f"Expected a scalar image; this one has {reader.GetNumberOfComponents()} components per voxel "
+            "(RGB or vector). Extract one component first."
+        )
+    # the numpy type SimpleITK gives this pixel type (a 1-voxel image of it, no file data)
+    dtype = sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID())).dtype
+    stem = name or (path.name[: len(path.name) - len(suffix)] if suffix else path.stem)
+    if is_label is None:
+        is_label = np.dtype(dtype).kind in "iu" and _LABEL_NAME.search(stem.lower()) is not None
+    size = tuple(int(n) for n in reader.GetSize())
+    placeholder = np.broadcast_to(np.zeros((), dtype=dtype), size[::-1])  # [k, j, i], read-only, no memory
+    direction_lps = np.asarray(reader.GetDirection(), dtype=float).reshape(3, 3)
+    origin_lps = np.asarray(reader.GetOrigin(), dtype=float)
+    return Volume(
+        array=placeholder,
+        spacing=tuple(reader.GetSpacing()),
+        origin=tuple(RAS_TO_LPS @ origin_lps),
+        direction=RAS_TO_LPS @ direction_lps,
+        is_label=bool(is_label),
+        name=stem,
+    )
 
 
 # ----------------------------------------------------------------------------------------- writing

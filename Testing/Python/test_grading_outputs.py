@@ -176,6 +176,82 @@ def test_grade_study_reports_progress_and_cancels_cleanly(sagittal_study, tmp_pa
     assert not bad.exists()
 
 
+def _without_timing(value):
+    if isinstance(value, dict):
+        return {k: _without_timing(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [_without_timing(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("grid", ["sagittal", "oblique-lefthanded"])
+def test_grade_study_is_the_same_whether_or_not_the_image_voxels_are_read(sagittal_study, tmp_path, monkeypatch, grid):
+    """From a segmentation without pictures only the image's header is read; the report files are the same as
+    with the pictures (which read the image) and as with a forced full read of the image."""
+    import lumbarspine.io as io
+
+    if grid == "sagittal":
+        folder, _ = sagittal_study
+    else:
+        folder = tmp_path / "study"
+        spec = PhantomSpec(modality="t2", stenosis={"L4-L5": 60.0}, orientation=grid, spacing=(1.2, 1.2, 1.2))
+        write_phantom(folder, spec)
+    image, labels = folder / "image.nii.gz", folder / "labels.nii.gz"
+    read_in_full = []
+    real_read_volume = io.read_volume
+
+    def recording_read_volume(path, **kwargs):
+        read_in_full.append(str(path))
+        return real_read_volume(path, **kwargs)
+
+    monkeypatch.setattr(io, "read_volume", recording_read_volume)
+    grade_study(image, tmp_path / "header", segmentation=labels, pictures=False)
+    assert str(image) not in read_in_full and str(labels) in read_in_full  # the image's voxels were not read
+    read_in_full.clear()
+    grade_study(image, tmp_path / "pictures", segmentation=labels, pictures=True)
+    assert str(image) in read_in_full
+    monkeypatch.setattr(io, "read_volume_geometry", recording_read_volume)  # a full read instead of the header
+    grade_study(image, tmp_path / "full", segmentation=labels, pictures=False)
+    reports = {}
+    for name in ("header", "pictures", "full"):
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())
+        assert reports[name]["levels"][3]["status"] == "measured"
+    assert (
+        _without_timing(reports["header"]) == _without_timing(reports["pictures"]) == _without_timing(reports["full"])
+    )
+    for name in ("report.csv", "rsna.csv"):
+        header = (tmp_path / "header" / name).read_bytes()
+        assert header == (tmp_path / "pictures" / name).read_bytes() == (tmp_path / "full" / name).read_bytes()
+    assert (tmp_path / "pictures" / "area_along_canal.png").exists()
+    assert not (tmp_path / "header" / "area_along_canal.png").exists()
+
+
+def test_grade_study_refuses_a_truncated_image_without_reading_its_voxels(sagittal_study, tmp_path):
+    folder, _ = sagittal_study
+    raw = (folder / "image.nii.gz").read_bytes()
+    cut = tmp_path / "image.nii.gz"
+    cut.write_bytes(raw[: len(raw) // 3])
+    with pytest.raises(ValueError, match="truncated|damaged"):
+        grade_study(cut, tmp_path / "out", segmentation=folder / "labels.nii.gz", pictures=False)
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_grade_study_with_pictures_refuses_a_damaged_image_before_writing(sagittal_study, tmp_path):
+    """With pictures the image is read in full (beside the grading): a gzip stream damaged inside, at full
+    length, is refused as before, and no report file is written."""
+    folder, _ = sagittal_study
+    raw = bytearray((folder / "image.nii.gz").read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 64] = bytes(64)  # zeros inside the deflate stream, the file keeps its length
+    damaged = tmp_path / "image.nii.gz"
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="damaged|Cannot read"):
+        grade_study(damaged, tmp_path / "out", segmentation=folder / "labels.nii.gz", pictures=True)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    with pytest.raises(ValueError, match="damaged|Cannot read"):  # the image's error first, as it was read first
+        grade_study(damaged, tmp_path / "out2", segmentation=tmp_path / "missing_labels.nii.gz", pictures=True)
+
+
 def test_the_scene_holds_table_markups_chart_and_graded_sac(slicer_scene, tmp_path):
     from lumbarspine.grading.scene import add_grading_to_scene, place_slice_node, slice_to_ras
     from lumbarspine.scene import load_scene, save_scene

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from lumbarspine.volume import RAS_TO_LPS, Volume, validate_label_volume, validate_scalar_volume
+from lumbarspine.volume import (
+    RAS_TO_LPS,
+    Volume,
+    label_mask,
+    label_values,
+    validate_label_volume,
+    validate_scalar_volume,
+)
 
 from geometry_cases import GEOMETRIES, make_volume, random_points_inside
 
@@ -85,3 +92,45 @@ def test_sitk_rejects_vector_and_2d_images():
         Volume.from_sitk(sitk.Image(4, 4, sitk.sitkFloat32))
     with pytest.raises(ValueError, match="scalar"):
         Volume.from_sitk(sitk.Image([4, 4, 4], sitk.sitkVectorFloat32, 3))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.uint32, np.int64, bool, np.float32])
+def test_label_values_equals_numpy_unique(dtype):
+    """Exact (every voxel looked at): the same values and dtype as numpy.unique, on sparse, dense, negative,
+    large-id and all-zero arrays."""
+    rng = np.random.default_rng(3)
+    sparse = np.zeros((30, 40, 50), dtype=np.int64)
+    sparse[rng.integers(0, 30, 200), rng.integers(0, 40, 200), rng.integers(0, 50, 200)] = rng.choice(
+        [2, 41, 95, 201], 200
+    )
+    sparse[29, 39, 49] = 7  # a value held by a single voxel, the very last one
+    cases = [
+        sparse,
+        rng.integers(1, 5, size=(6, 7, 8)),  # no background at all
+        rng.integers(-3, 3, size=(6, 7, 8)),  # negative values
+        rng.integers(0, 70000, size=(5, 6, 7)),  # ids beyond the bincount range
+        np.zeros((4, 5, 6), dtype=np.int64),
+        np.zeros((0, 3, 3), dtype=np.int64),
+    ]
+    for case in cases:
+        if np.dtype(dtype).kind in "ub" and case.size and case.min() < 0:
+            continue
+        array = case.astype(dtype)
+        expected = np.unique(array)
+        found = label_values(array)
+        assert found.dtype == expected.dtype
+        np.testing.assert_array_equal(found, expected)
+    volume = Volume(sparse.astype(np.uint16), is_label=True)
+    before = volume.array.copy()
+    assert label_values(volume.array).tolist() == [0, 2, 7, 41, 95, 201]
+    np.testing.assert_array_equal(volume.array, before)  # not modified
+
+
+def test_label_mask_equals_isin():
+    rng = np.random.default_rng(4)
+    for dtype in (np.uint8, np.uint16, np.int16, np.int32):
+        array = rng.integers(0, 6, size=(5, 6, 7)).astype(dtype)
+        for values in ((1, 2), (2, 1), (3,), (0, 5, 300), (1, 2, 3, 4, 5), (), (70000,)):
+            np.testing.assert_array_equal(
+                label_mask(array, values), np.isin(array, values), err_msg=f"{dtype} {values}"
+            )

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..labels import SPINAL_CANAL, SPINAL_CORD
-from ..volume import Volume, validate_label_volume
+from ..volume import Volume, label_mask, label_values, validate_label_volume
 from .model import DiscInfo, SpineAnatomy, VertebraInfo
 from .numbering import disc_name, vertebra_name
 
@@ -34,17 +34,21 @@ def _structures(labels: Volume) -> dict[int, tuple[np.ndarray, int, bool]]:
     if flat_index.size == 0:
         return {}
     values = array.ravel()[flat_index]
-    ids, which = np.unique(values, return_inverse=True)
+    ids = label_values(values)
+    if values.dtype.kind in "iu" and int(ids[0]) >= 0 and int(ids[-1]) < 1 << 16:
+        # each value's rank among the ids through a lookup table: numpy.unique's return_inverse, without a sort
+        rank = np.zeros(int(ids[-1]) + 1, dtype=np.intp)
+        rank[ids] = np.arange(len(ids), dtype=np.intp)
+        which = rank[values]
+    else:
+        ids, which = np.unique(values, return_inverse=True)
     index = [int(v) for v in ids]
     counts = np.bincount(which, minlength=len(ids))
     kji_all = np.unravel_index(flat_index, array.shape)
     sums = [np.bincount(which, weights=axis_index, minlength=len(ids)) for axis_index in kji_all]
     centres = [tuple(float(sums[d][n]) / counts[n] for d in range(3)) for n in range(len(ids))]
-    border = np.zeros(array.shape, dtype=bool)
-    border[[0, -1], :, :] = True
-    border[:, [0, -1], :] = True
-    border[:, :, [0, -1]] = True
-    on_border = set(int(v) for v in np.unique(array[border]))
+    faces = [np.take(array, end, axis=axis).ravel() for axis in range(3) for end in (0, -1)]
+    on_border = set(int(v) for v in label_values(np.concatenate(faces)))
     out: dict[int, tuple[np.ndarray, int, bool]] = {}
     for value, count, kji in zip(index, counts, centres):
         ras = labels.ijk_to_ras_points(np.asarray(kji, dtype=float)[::-1])[0]
@@ -62,7 +66,7 @@ def canal_centreline(
     (a bend well under 90 degrees) without a seed. Returns None when no canal voxel exists or the
     canal is shorter than three steps.
     """
-    mask = np.isin(np.asarray(labels.array), list(canal_labels))
+    mask = label_mask(np.asarray(labels.array), list(canal_labels))
     kji = np.argwhere(mask)
     if len(kji) < 10:
         return None

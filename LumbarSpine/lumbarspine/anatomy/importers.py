@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..labels import EPIDURAL_FAT, SPINAL_CANAL, SPINAL_CORD
-from ..volume import RAS_TO_LPS, Volume
+from ..volume import RAS_TO_LPS, Volume, label_values
 from .build import anatomy_from_labels
 from .conventions import (
     CONVENTION_NAMES,
@@ -257,7 +257,11 @@ def load_segmentation(
         conv_modality = "unknown"
     else:
         assert raw is not None
-        present = [int(v) for v in np.unique(raw.array) if v != 0]
+        # the labelled voxels, found once: their values and, below, their new values (the map is mostly 0)
+        flat = np.asarray(raw.array).reshape(-1)
+        labelled = np.flatnonzero(flat)
+        labelled_values = flat[labelled]
+        present = [int(v) for v in label_values(labelled_values)]
         if not present:
             raise ValueError(f"The label map {source_name} is empty (all voxels are 0): nothing is labelled.")
         if convention == SEG_NRRD:
@@ -288,7 +292,10 @@ def load_segmentation(
         lut = np.zeros(max(present) + 1, dtype=np.int32)
         for value, target in mapping.items():
             lut[value] = target
-        labels = raw.with_array(lut[raw.array].astype(np.uint16), is_label=True)
+        # lut[array].astype(uint16), gathered on the labelled voxels only (lut[0] is 0: 0 is not in the mapping)
+        mapped = np.zeros(flat.shape, dtype=np.uint16)
+        mapped[labelled] = lut.astype(np.uint16)[labelled_values]
+        labels = raw.with_array(mapped.reshape(np.asarray(raw.array).shape), is_label=True)
         how = spec.numbering_note
         conv_modality = spec.modality
     labels = _resolve_grid(labels, reference, notes)
@@ -297,7 +304,7 @@ def load_segmentation(
         modality = conv_modality
     numbering = NUMBERING_IMPORTED if _has_named_levels(labels) else None
     anatomy = anatomy_from_labels(
-        labels.with_array(labels.array.astype(np.uint16), is_label=True),
+        labels.with_array(np.asarray(labels.array).astype(np.uint16, copy=False), is_label=True),
         modality=modality,
         numbering=numbering,
         source=f"import {chosen} ({source_name}); {how}",
@@ -320,7 +327,7 @@ def _skipped_note(skipped: list[str]) -> str:
 
 
 def _has_named_levels(labels: Volume) -> bool:
-    values = np.unique(labels.array)
+    values = label_values(labels.array)
     return bool(np.any((values > 2) & (values < 300) & (values != 201)))
 
 

@@ -367,7 +367,7 @@ def paint_levels(
     hi = np.minimum(np.ceil(levels.points.max(axis=0) + (reach + 40.0) / h) + 1, shape).astype(int)
     zz, yy, xx = np.mgrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
     vox = np.column_stack([zz.ravel(), yy.ravel(), xx.ravel()]).astype(float)
-    _, idx = tree.query(vox * h)
+    _, idx = tree.query(vox * h, workers=-1)  # both cores; the same nearest points as one thread
     rel = (vox - levels.points[idx]) * h
     s = levels.s[idx] + np.einsum("ij,ij->i", rel, levels.tangent[idx])
     d = np.einsum("ij,ij->i", rel, levels.anterior[idx])

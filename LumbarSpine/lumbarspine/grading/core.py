@@ -40,6 +40,7 @@ import numpy as np
 
 from ..labels import DISC_LEVELS
 from ..progress import CancelCallback, ProgressCallback, check_cancel
+from ..volume import label_values
 from .centreline import Centreline, disc_half_height_mm, fit_centreline
 from .grades import RSNA_LABELS, GradingThresholds, class_probabilities, confidence, grade_value
 from .measure import (
@@ -320,9 +321,28 @@ def fit_profile(t_mm: np.ndarray, area_mm2: np.ndarray, half_width_mm: float = P
     return out
 
 
-def _disc_points(labels, value: int) -> np.ndarray:
-    k, j, i = np.nonzero(np.asarray(labels.array) == value)
-    return labels.ijk_to_ras_points(np.stack([i, j, k], axis=1))
+class _DiscPoints:
+    """RAS points (mm) of each disc label's voxels, the label map scanned once for all discs.
+
+    The labelled voxels are found once (``flatnonzero``, the map is mostly background) and grouped
+    by value on that short list: the same points, in the same (C, ``[k, j, i]``) order, as
+    ``numpy.nonzero(labels.array == value)`` per disc, without one pass over the whole grid per disc.
+    """
+
+    def __init__(self, labels) -> None:
+        self.labels = labels
+        self._index: np.ndarray | None = None
+        self._values: np.ndarray | None = None
+
+    def __call__(self, value: int) -> np.ndarray:
+        array = np.asarray(self.labels.array)
+        if self._index is None:
+            flat = array.reshape(-1)
+            self._index = np.flatnonzero(flat)
+            self._values = flat[self._index]
+        chosen = self._index[self._values == value] if value != 0 else np.flatnonzero(array.reshape(-1) == 0)
+        k, j, i = np.unravel_index(chosen, array.shape)
+        return self.labels.ijk_to_ras_points(np.stack([i, j, k], axis=1))
 
 
 def grade_anatomy(
@@ -358,8 +378,9 @@ def grade_anatomy(
             progress(fraction, message)
 
     labels = anatomy.labels
-    present = set(int(v) for v in np.unique(np.asarray(labels.array)))
-    if not present & set(SAC_LABELS):
+    field_ = MaskField(labels)  # the sac mask; empty when no sac label is present
+    if field_.empty:
+        present = set(int(v) for v in label_values(labels.array))
         raise ValueError(
             "No canal found: the segmentation has no dural sac / spinal canal (labels 1 cord, 2 canal in the "
             f"TotalSpineSeg convention); it holds {sorted(v for v in present if v)}. Segment the canal or convert the "
@@ -374,7 +395,6 @@ def grade_anatomy(
         raise ValueError("The dural sac is too small to follow (no canal centreline): check the segmentation.")
     warnings = list(anatomy.warnings)
     report(0.0, "fitting the dural sac centreline")
-    field_ = MaskField(labels)
 
     def centroid(p, n):
         s = measure_plane(field_, p, n, step_mm=0.5, with_outline=False)
@@ -391,6 +411,7 @@ def grade_anatomy(
     else:
         names = [d.name for d in anatomy.discs]
     levels: list[LevelResult] = []
+    disc_points = _DiscPoints(labels)
     axial_grid = axial_labels if axial_labels is not None else labels
     axis, orientation = acquired_slice_axis(axial_grid)
     if axial_labels is not None:
@@ -424,7 +445,7 @@ def grade_anatomy(
         normal = line.normals(t_mid)[0]
         ap_hint = lv.disc_centroid_ras - centre
         lv.t_mid_mm = t_mid
-        lv.search_half_height_mm = disc_half_height_mm(_disc_points(labels, disc.label), lv.disc_centroid_ras, normal)
+        lv.search_half_height_mm = disc_half_height_mm(disc_points(disc.label), lv.disc_centroid_ras, normal)
         mid = measure_plane(field_, centre, normal, ap_hint, step_mm=step_mm)
         lv.mid = mid if isinstance(mid, PlaneSection) else None
         # the disc space +-half its height, plus the fit's half-width on each side so that the fit is centred
@@ -638,7 +659,7 @@ def grade_levels(labels, thresholds: GradingThresholds | None = None) -> list[di
     from ..volume import validate_label_volume
 
     validate_label_volume(labels)
-    present = set(int(v) for v in np.unique(np.asarray(labels.array)))
+    present = set(int(v) for v in label_values(labels.array))
     check_totalspineseg(present)
     if not any(DISC_LABELS[level] in present for level in DISC_LEVELS):
         raise ValueError(

@@ -45,7 +45,7 @@ from scipy import ndimage
 
 from ..labels import SPINAL_CANAL, SPINAL_CORD
 from ..measure.cross_section import plane_basis
-from ..volume import Volume
+from ..volume import Volume, label_mask
 
 __all__ = [
     "SAC_LABELS",
@@ -90,7 +90,7 @@ class MaskField:
 
     def __init__(self, labels: Volume, values: tuple[int, ...] = SAC_LABELS, margin: int = 3):
         array = np.asarray(labels.array)
-        mask = np.isin(array, np.asarray(values))
+        mask = label_mask(array, np.asarray(values))
         self.labels = labels
         self.values = tuple(int(v) for v in values)
         self.empty = not mask.any()
@@ -98,9 +98,14 @@ class MaskField:
             self.lo = np.zeros(3, dtype=int)
             self.data = np.zeros((1, 1, 1), dtype=np.float32)
         else:
-            kji = np.argwhere(mask)
-            lo = np.maximum(kji.min(axis=0) - margin, 0)
-            hi = np.minimum(kji.max(axis=0) + margin + 1, np.asarray(array.shape))
+            # bounding box (k, j, i) of the mask from its projections on the three axes (no coordinate list)
+            first = np.empty(3, dtype=np.int64)
+            last = np.empty(3, dtype=np.int64)
+            for axis in range(3):
+                along = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+                first[axis], last[axis] = along[0], along[-1]
+            lo = np.maximum(first - margin, 0)
+            hi = np.minimum(last + margin + 1, np.asarray(array.shape))
             self.lo = lo  # (k, j, i)
             self.data = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32)
         self.max_spacing = float(max(labels.spacing))

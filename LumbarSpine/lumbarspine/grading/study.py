@@ -86,14 +86,47 @@ def load_anatomy(
     return load_segmentation(segmentation, convention=convention, reference=image)
 
 
-def _read_image(path: str | os.PathLike[str] | Volume, what: str) -> Volume:
-    from ..io import read_volume
+def _read_image(path: str | os.PathLike[str] | Volume, what: str, *, voxels: bool = True) -> Volume:
+    """The image at ``path`` (a Volume is returned as it is).
+
+    ``voxels=False`` reads its header only (:func:`lumbarspine.io.read_volume_geometry`: the grid,
+    a placeholder array): for the grading from a given segmentation, which needs the image's grid
+    but none of its values. A truncated NIfTI image is still refused then; damage inside a gzip
+    stream at full length (or NaN voxels) is not detected, as no voxel is read.
+    """
+    from ..io import read_volume, read_volume_geometry
 
     if isinstance(path, Volume):
         return path
     if not Path(path).exists():
         raise ValueError(f"The {what} {path} does not exist.")
-    return read_volume(path)
+    return read_volume(path) if voxels else read_volume_geometry(path)
+
+
+class _BackgroundRead:
+    """:func:`lumbarspine.io.read_volume` of ``path`` in a thread (ITK's read and the NIfTI check release the
+    GIL, so it runs beside the grading); :meth:`result` waits and returns the Volume or raises its error."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import threading
+
+        self._volume: Volume | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(path,), name="image-read", daemon=True)
+        self._thread.start()
+
+    def _run(self, path: str | os.PathLike[str]) -> None:
+        try:
+            self._volume = _read_image(path, "image")
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result() in the caller's thread
+            self._error = exc
+
+    def result(self) -> Volume:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._volume is not None
+        return self._volume
 
 
 def _level_file(level: str) -> str:
@@ -121,13 +154,16 @@ def grade_image(
     Returns:
         ``{"anatomy": SpineAnatomy, "result": GradingResult, "axial": dict | None}`` (``axial``: how the
         axial series was joined, for the report's input section).
+
+    With a ``segmentation`` and an image path, only the image's header is read (its grid: the
+    grading measures the labels; see :func:`_read_image` for what is then not checked).
     """
     from .core import grade_anatomy
 
     report_progress = progress or _noop
     if axial_mask not in AXIAL_MASKS:
         raise ValueError(f"Unknown axial_mask {axial_mask!r}: use one of {', '.join(AXIAL_MASKS)}.")
-    image = _read_image(image, "image")
+    image = _read_image(image, "image", voxels=segmentation is None)
 
     def sub(lo: float, hi: float) -> ProgressCallback:
         return lambda f, m: report_progress(lo + (hi - lo) * f, m)
@@ -210,6 +246,13 @@ def grade_study(
 
     Returns:
         ``{"paths": {...}, "report": <report.json content>, "seconds": ...}``.
+
+    Speed: with a ``segmentation`` and ``pictures=False`` the image's voxels are not read, only its
+    header (the grid the labels must lie on; :func:`lumbarspine.io.read_volume_geometry`); the
+    reports are the same as with a full read. The trade-off: a truncated NIfTI image is still
+    refused, but a ``.nii.gz`` damaged inside its gzip stream (at full length) or NaN voxels in the
+    image are not detected then. With pictures (which draw the image) the image is read in full, in a
+    thread while the labels are graded on its grid; its read errors come first, before any file is written.
     """
     from .pictures import area_plot, plane_picture
     from .report import build_report, write_report_csv, write_report_json, write_rsna_csv
@@ -221,21 +264,37 @@ def grade_study(
     out = Path(out_dir)
     check_cancel(cancel, "Stenosis grading")
     report_progress(0.0, "reading the image")
-    image = _read_image(image_path, "image")
+    # The image's voxels are segmented without a segmentation and drawn in the pictures; the grading from a
+    # segmentation needs the image's grid only, so for the pictures the voxels are read meanwhile, in a thread.
+    background = (
+        pictures
+        and segmentation is not None
+        and not isinstance(image_path, Volume)
+        and not Path(image_path).is_dir()  # a DICOM folder's header is its slices: read once, in full
+    )
+    image = _read_image(image_path, "image", voxels=segmentation is None or (pictures and not background))
+    voxels = _BackgroundRead(image_path) if background else None
 
     def sub(lo: float, hi: float) -> ProgressCallback:
         return lambda f, m: report_progress(lo + (hi - lo) * f, m)
 
-    graded = grade_image(
-        image,
-        segmentation,
-        convention=convention,
-        axial=axial,
-        axial_mask=axial_mask,
-        thresholds=thresholds,
-        progress=sub(0.05, 0.85),
-        cancel=cancel,
-    )
+    try:
+        graded = grade_image(
+            image,
+            segmentation,
+            convention=convention,
+            axial=axial,
+            axial_mask=axial_mask,
+            thresholds=thresholds,
+            progress=sub(0.05, 0.85),
+            cancel=cancel,
+        )
+    except BaseException:
+        if voxels is not None:
+            voxels.result()  # an unreadable image is reported first, as when it was read before the grading
+        raise
+    if voxels is not None:
+        image = voxels.result()
     anatomy, result, axial_info = graded["anatomy"], graded["result"], graded["axial"]
     from .measure import acquired_slice_axis
 
