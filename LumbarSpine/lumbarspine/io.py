@@ -35,6 +35,7 @@ import threading
 import uuid
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -245,6 +246,45 @@ def _restore_nonfinite(path: Path, info: dict, array: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------- reading
+def _readable_file_suffix(path: Path) -> str:
+    """The (lower-case) suffix of an existing volume file, checked: a supported format, readable."""
+    suffix = _suffix(path)
+    if suffix not in SUPPORTED_SUFFIXES and suffix != ".dcm":
+        raise ValueError(f"Cannot read {path.name!r}: supported are {', '.join(SUPPORTED_SUFFIXES)} or a DICOM folder.")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"Cannot read {path}: permission denied. Check the file's permissions.")
+    return suffix
+
+
+def _file_reader(path: Path, suffix: str) -> Any:
+    """A ``SimpleITK.ImageFileReader`` for ``path`` with this project's ImageIO for ``suffix``."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    if suffix in _IMAGE_IO:
+        reader.SetImageIO(_IMAGE_IO[suffix])
+    return reader
+
+
+def _execute(reader: Any, path: Path, suffix: str) -> Any:
+    """``reader.Execute()``; ITK's error as a one-line ValueError naming the file."""
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise ValueError(f"Cannot read {path}: {_itk_message(exc)}. Check that it is a valid {suffix} file.") from exc
+
+
+def _volume_name(path: Path, suffix: str, name: str | None) -> str:
+    """``name``, or the file name without its suffix."""
+    return name or (path.name[: len(path.name) - len(suffix)] if suffix else path.stem)
+
+
+def _looks_like_label(dtype: Any, stem: str) -> bool:
+    """An integer voxel type and a ``seg`` / ``label`` / ``mask`` word in the name."""
+    return np.dtype(dtype).kind in "iu" and _LABEL_NAME.search(stem.lower()) is not None
+
+
 def read_volume(
     path: str | os.PathLike[str],
     *,
@@ -274,23 +314,11 @@ def read_volume(
         raise ValueError(f"No such file or folder: {path}. Check the path.")
     if path.is_dir():
         return read_dicom_series(path, name=name, allow_nonuniform=allow_nonuniform)
-    suffix = _suffix(path)
-    if suffix not in SUPPORTED_SUFFIXES and suffix != ".dcm":
-        raise ValueError(f"Cannot read {path.name!r}: supported are {', '.join(SUPPORTED_SUFFIXES)} or a DICOM folder.")
-    if not os.access(path, os.R_OK):
-        raise ValueError(f"Cannot read {path}: permission denied. Check the file's permissions.")
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    if suffix in _IMAGE_IO:
-        reader.SetImageIO(_IMAGE_IO[suffix])
+    suffix = _readable_file_suffix(path)
+    reader = _file_reader(path, suffix)
     if suffix in (".nii", ".nii.gz") and not _nifti_looks_whole(path):
         integrity = check_nifti_integrity(path)  # raises for a truncated or damaged file
-        try:
-            image = reader.Execute()
-        except RuntimeError as exc:
-            raise ValueError(
-                f"Cannot read {path}: {_itk_message(exc)}. Check that it is a valid {suffix} file."
-            ) from exc
+        image = _execute(reader, path, suffix)
     elif suffix in (".nii", ".nii.gz"):
         # A whole-looking file: the integrity check (it decompresses the file once more, for a damaged gzip
         # stream and the NaN count) runs beside ITK's read, both release the GIL; its verdict comes first,
@@ -306,9 +334,9 @@ def read_volume(
         worker = threading.Thread(target=check, name="nifti-integrity", daemon=True)
         worker.start()
         try:
-            image = reader.Execute()
+            image = _execute(reader, path, suffix)
             failure = None
-        except RuntimeError as exc:
+        except ValueError as exc:
             image, failure = None, exc
         finally:
             worker.join()
@@ -316,23 +344,15 @@ def read_volume(
             raise checked["error"]
         integrity = checked["info"]
         if failure is not None:
-            raise ValueError(
-                f"Cannot read {path}: {_itk_message(failure)}. Check that it is a valid {suffix} file."
-            ) from failure
+            raise failure
     else:
         integrity = None
-        try:
-            image = reader.Execute()
-        except RuntimeError as exc:
-            raise ValueError(
-                f"Cannot read {path}: {_itk_message(exc)}. Check that it is a valid {suffix} file."
-            ) from exc
+        image = _execute(reader, path, suffix)
     if image.GetDimension() != 3:
         raise ValueError(f"{path} holds a {image.GetDimension()}D image; LumbarSpine reads 3D volumes.")
-    stem = name or (path.name[: len(path.name) - len(suffix)] if suffix else path.stem)
+    stem = _volume_name(path, suffix, name)
     if is_label is None:
-        integer = np.dtype(sitk.GetArrayViewFromImage(image).dtype).kind in "iu"
-        is_label = integer and _LABEL_NAME.search(stem.lower()) is not None
+        is_label = _looks_like_label(sitk.GetArrayViewFromImage(image).dtype, stem)
     volume = Volume.from_sitk(image, is_label=bool(is_label), name=stem)
     if integrity is not None and integrity["nonfinite"]:
         volume = volume.with_array(_restore_nonfinite(path, integrity, np.asarray(volume.array)))
@@ -401,24 +421,15 @@ def read_volume_geometry(
     """
     import SimpleITK as sitk
 
-    from .volume import RAS_TO_LPS
-
     path = Path(path)
     if not path.exists():
         raise ValueError(f"No such file or folder: {path}. Check the path.")
     if path.is_dir():
         return read_dicom_series(path, name=name, allow_nonuniform=allow_nonuniform)
-    suffix = _suffix(path)
-    if suffix not in SUPPORTED_SUFFIXES and suffix != ".dcm":
-        raise ValueError(f"Cannot read {path.name!r}: supported are {', '.join(SUPPORTED_SUFFIXES)} or a DICOM folder.")
-    if not os.access(path, os.R_OK):
-        raise ValueError(f"Cannot read {path}: permission denied. Check the file's permissions.")
+    suffix = _readable_file_suffix(path)
     if suffix in (".nii", ".nii.gz") and not _nifti_looks_whole(path):
         check_nifti_integrity(path)  # raises, naming what is wrong (or passes: e.g. a multi-member .nii.gz)
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    if suffix in _IMAGE_IO:
-        reader.SetImageIO(_IMAGE_IO[suffix])
+    reader = _file_reader(path, suffix)
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
@@ -432,21 +443,12 @@ def read_volume_geometry(
         )
     # the numpy type SimpleITK gives this pixel type (a 1-voxel image of it, no file data)
     dtype = sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID())).dtype
-    stem = name or (path.name[: len(path.name) - len(suffix)] if suffix else path.stem)
+    stem = _volume_name(path, suffix, name)
     if is_label is None:
-        is_label = np.dtype(dtype).kind in "iu" and _LABEL_NAME.search(stem.lower()) is not None
+        is_label = _looks_like_label(dtype, stem)
     size = tuple(int(n) for n in reader.GetSize())
     placeholder = np.broadcast_to(np.zeros((), dtype=dtype), size[::-1])  # [k, j, i], read-only, no memory
-    direction_lps = np.asarray(reader.GetDirection(), dtype=float).reshape(3, 3)
-    origin_lps = np.asarray(reader.GetOrigin(), dtype=float)
-    return Volume(
-        array=placeholder,
-        spacing=tuple(reader.GetSpacing()),
-        origin=tuple(RAS_TO_LPS @ origin_lps),
-        direction=RAS_TO_LPS @ direction_lps,
-        is_label=bool(is_label),
-        name=stem,
-    )
+    return Volume.on_itk_grid(reader, placeholder, is_label=bool(is_label), name=stem)
 
 
 # ----------------------------------------------------------------------------------------- writing

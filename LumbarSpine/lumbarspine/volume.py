@@ -194,12 +194,18 @@ class Volume:
                 f"Expected a scalar image; this one has {image.GetNumberOfComponentsPerPixel()} components per voxel "
                 "(RGB or vector). Extract one component first."
             )
-        array = sitk.GetArrayFromImage(image)
-        direction_lps = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-        origin_lps = np.asarray(image.GetOrigin(), dtype=float)
+        return cls.on_itk_grid(image, sitk.GetArrayFromImage(image), is_label=is_label, name=name)
+
+    @classmethod
+    def on_itk_grid(cls, source: Any, array: Any, *, is_label: bool = False, name: str = "") -> Volume:
+        """A Volume of ``array`` ([k, j, i]) on the grid of ``source``: a ``SimpleITK.Image`` or an
+        ``ImageFileReader`` after ``ReadImageInformation`` (spacing in mm; LPS origin and direction
+        converted to RAS)."""
+        direction_lps = np.asarray(source.GetDirection(), dtype=float).reshape(3, 3)
+        origin_lps = np.asarray(source.GetOrigin(), dtype=float)
         return cls(
             array=array,
-            spacing=tuple(image.GetSpacing()),
+            spacing=tuple(source.GetSpacing()),
             origin=tuple(RAS_TO_LPS @ origin_lps),
             direction=RAS_TO_LPS @ direction_lps,
             is_label=is_label,

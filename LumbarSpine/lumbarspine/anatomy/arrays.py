@@ -210,11 +210,7 @@ class ArrayOps:
 
     def map_coordinates(self, array: Any, /, coordinates: Any, **kwargs: Any) -> Any:
         """``ndimage.map_coordinates``: ``array`` sampled at ``coordinates`` (index space, one row per axis)."""
-        if not self.is_gpu:
-            return self.backend.ndimage.map_coordinates(array, coordinates, **kwargs)
-        back = not self._on_device(array)
-        out = self.backend.ndimage.map_coordinates(self.asarray(array), self.asarray(coordinates), **kwargs)
-        return self.to_host(out) if back else out
+        return self._call("map_coordinates", array, coordinates=coordinates, **kwargs)
 
 
 _NUMPY_OPS: list[ArrayOps] = []
