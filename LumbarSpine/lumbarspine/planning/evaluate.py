@@ -51,6 +51,7 @@ __all__ = [
     "observe_line_markup",
     "PlanningMaps",
     "screw_surface_points",
+    "ring_directions",
     "RING_STEP_MM",
     "RING_POINTS",
     "ENTRY_ZONE_RADII",
@@ -176,6 +177,14 @@ def _perpendicular_basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return e1, np.cross(direction, e1)
 
 
+def ring_directions(direction: np.ndarray, n: int = RING_POINTS) -> np.ndarray:
+    """``(n, 3)`` unit vectors perpendicular to the unit ``direction``, evenly around it: the angles at which the
+    screw's surface is sampled (:func:`screw_surface_points`, and the planner's ring checks)."""
+    e1, e2 = _perpendicular_basis(direction)
+    theta = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+    return np.cos(theta)[:, None] * e1[None, :] + np.sin(theta)[:, None] * e2[None, :]
+
+
 def screw_surface_points(
     entry_ras: np.ndarray, tip_ras: np.ndarray, diameter_mm: float, step_mm: float = RING_STEP_MM, n: int = RING_POINTS
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -187,10 +196,8 @@ def screw_surface_points(
     if length < 1e-6:
         raise ValueError("The screw's entry and tip are the same point: give two different points.")
     direction = axis / length
-    e1, e2 = _perpendicular_basis(direction)
     t = np.linspace(0.0, length, max(int(np.ceil(length / step_mm)) + 1, 2))
-    theta = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
-    ring = np.cos(theta)[:, None] * e1[None, :] + np.sin(theta)[:, None] * e2[None, :]
+    ring = ring_directions(direction, n)
     centres = entry[None, :] + t[:, None] * direction[None, :]
     surface = centres[:, None, :] + 0.5 * float(diameter_mm) * ring[None, :, :]
     return surface, centres

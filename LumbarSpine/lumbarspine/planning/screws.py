@@ -56,7 +56,7 @@ import numpy as np
 
 from ..anatomy.model import SpineAnatomy
 from ..progress import CancelCallback, ProgressCallback, check_cancel
-from .evaluate import ENTRY_ZONE_RADII, RING_POINTS, PlanningMaps, counted_surface, evaluate_screw
+from .evaluate import ENTRY_ZONE_RADII, PlanningMaps, counted_surface, evaluate_screw, ring_directions
 from .frame import VertebraFrame, unit, vertebra_frame
 
 __all__ = [
@@ -554,13 +554,9 @@ def _chord_mid(
 def _ring_depths(frame: VertebraFrame, centres: np.ndarray, direction: np.ndarray, radius: float) -> np.ndarray:
     """Signed distances (mm) ``(N, RING_POINTS)`` around rings of ``radius`` at ``centres`` (N, 3); the points
     are those of :func:`~lumbarspine.planning.evaluate.screw_surface_points` (same basis and angles)."""
-    helper = np.array([0.0, 0.0, 1.0]) if abs(direction[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    e1 = unit(np.cross(direction, helper))
-    e2 = np.cross(direction, e1)
-    theta = np.linspace(0, 2 * np.pi, RING_POINTS, endpoint=False)
-    ring = np.cos(theta)[:, None] * e1 + np.sin(theta)[:, None] * e2
+    ring = ring_directions(direction)
     pts = centres[:, None, :] + radius * ring[None, :, :]
-    return frame.sdf.sample(pts.reshape(-1, 3)).reshape(len(centres), len(theta))
+    return frame.sdf.sample(pts.reshape(-1, 3)).reshape(len(centres), len(ring))
 
 
 def _ring_depth(frame: VertebraFrame, centres: np.ndarray, direction: np.ndarray, radius: float) -> np.ndarray:
