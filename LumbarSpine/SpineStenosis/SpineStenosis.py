@@ -96,6 +96,8 @@ class SpineStenosisParameterNode:
     inputVolume - the image to grade (T2, usually sagittal).
     inputSegmentation - its label map (TotalSpineSeg convention); None: automatic segmentation.
     axialVolume - an axial series of the same session (optional), for the area on the acquired slice.
+    sacProbabilityVolume - a partial-volume / probability map of the dural sac (optional, values 0-1): the
+        planes are measured on it instead of the crisp labels (``lumbarspine.grading.core.grade_anatomy``).
     areaModerateMm2, areaSevereMm2 - dural sac area below these is moderate / severe (mm2; Bolender 1985 /
         Hamanishi 1994: 100, Schonstrom & Hansson 1988: 75).
     apModerateMm, apSevereMm - AP diameter below these is moderate / severe (mm; Verbiest: 13 / 10).
@@ -105,6 +107,7 @@ class SpineStenosisParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     inputSegmentation: vtkMRMLLabelMapVolumeNode
     axialVolume: vtkMRMLScalarVolumeNode
+    sacProbabilityVolume: vtkMRMLScalarVolumeNode
     areaModerateMm2: Annotated[float, WithinRange(1.0, 500.0)] = 100.0
     areaSevereMm2: Annotated[float, WithinRange(1.0, 500.0)] = 75.0
     apModerateMm: Annotated[float, WithinRange(1.0, 40.0)] = 13.0
@@ -136,8 +139,14 @@ class SpineStenosisWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKOb
     """The module panel: image, segmentation, axial series, thresholds, output table, level table."""
 
     uiFile = "UI/SpineStenosis.ui"
-    runFields = ("inputVolume", "inputSegmentation", "axialVolume", "outputTable")
-    lockedWidgets = ("inputSelector", "segmentationSelector", "axialSelector", "outputTableSelector")
+    runFields = ("inputVolume", "inputSegmentation", "axialVolume", "sacProbabilityVolume", "outputTable")
+    lockedWidgets = (
+        "inputSelector",
+        "segmentationSelector",
+        "axialSelector",
+        "sacProbabilitySelector",
+        "outputTableSelector",
+    )
     defaultInput = ("inputVolume", "vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode")
 
     def createLogic(self):
@@ -159,7 +168,11 @@ class SpineStenosisWidget(SpineModuleWidget, ScriptedLoadableModuleWidget, VTKOb
         parameters = self._parameterNode
         self.ui.resultsLabel.text = ""
         return self.logic.makeJob(
-            parameters.inputVolume, parameters.inputSegmentation, parameters.axialVolume, thresholdsOf(parameters)
+            parameters.inputVolume,
+            parameters.inputSegmentation,
+            parameters.axialVolume,
+            thresholdsOf(parameters),
+            sacProbabilityVolume=parameters.sacProbabilityVolume,
         )
 
     def applyResult(self, graded) -> str:
@@ -213,8 +226,11 @@ class SpineStenosisLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return SpineStenosisParameterNode(super().getParameterNode())
 
-    def makeJob(self, inputVolume, inputSegmentation=None, axialVolume=None, thresholds=None) -> Job:
-        """The grading as a job (:data:`GRADE_CALL`); ``thresholds``: ``GradingThresholds`` or its fields."""
+    def makeJob(
+        self, inputVolume, inputSegmentation=None, axialVolume=None, thresholds=None, sacProbabilityVolume=None
+    ) -> Job:
+        """The grading as a job (:data:`GRADE_CALL`); ``thresholds``: ``GradingThresholds`` or its fields;
+        ``sacProbabilityVolume``: an optional partial-volume map of the dural sac (values 0-1)."""
         from lumbarspine.grading import GradingThresholds
 
         if not isinstance(thresholds, GradingThresholds):
@@ -227,6 +243,12 @@ class SpineStenosisLogic(ScriptedLoadableModuleLogic):
             kwargs["segmentation"] = label_volume_from_node(inputSegmentation)
         if axialVolume is not None:
             kwargs["axial"] = image_volume_from_node(axialVolume, "axial series")
+        if sacProbabilityVolume is not None:
+            if sacProbabilityVolume.GetID() == inputVolume.GetID():
+                raise ValueError(
+                    "The sac probability map is the input image itself: pick the dural sac's probability map, or None."
+                )
+            kwargs["sac_probability"] = image_volume_from_node(sacProbabilityVolume, "sac probability map")
         return Job(GRADE_CALL, (image,), kwargs, title=_("Stenosis grading"))
 
     def applyResult(self, graded, inputVolume, outputTable, scene, addSegmentation: bool = False) -> StenosisResult:
@@ -259,6 +281,7 @@ class SpineStenosisLogic(ScriptedLoadableModuleLogic):
         progress: Optional[Callable[[float, str], None]] = None,
         cancel: Optional[Callable[[], bool]] = None,
         scene=None,
+        sacProbabilityVolume=None,
     ) -> StenosisResult:
         """Grade every disc level of ``inputVolume`` and put the result into the scene.
 
@@ -271,13 +294,15 @@ class SpineStenosisLogic(ScriptedLoadableModuleLogic):
         :param progress: ``progress(fraction, message)``.
         :param cancel: ``cancel() -> bool``; True stops the run with :class:`OperationCancelled`.
         :param scene: MRML scene for the new nodes (default: the input node's scene).
-        :raises ValueError: missing or bad input, bad thresholds, no canal, no measurable disc level.
+        :param sacProbabilityVolume: a partial-volume / probability map of the dural sac (values 0-1; optional):
+            the planes are measured on it instead of the crisp labels.
+        :raises ValueError: missing or bad input, a sac probability map that is not a 0-1 map of this sac, bad thresholds, no canal, no measurable disc level.
         """
         what = "Stenosis grading"
         check_output_node(outputTable, "vtkMRMLTableNode", "table")
         started = time.perf_counter()
         report(progress, cancel, 0.05, "Reading the inputs", what)
-        job = self.makeJob(inputVolume, inputSegmentation, axialVolume, thresholds)
+        job = self.makeJob(inputVolume, inputSegmentation, axialVolume, thresholds, sacProbabilityVolume)
         scene = scene_of(inputVolume, scene, "input image")
         report(progress, cancel, 0.1, "Segmenting and measuring the dural sac at each disc level", what)
         graded = run_job(job, scaled_progress(progress, 0.1, 0.9), cancel)

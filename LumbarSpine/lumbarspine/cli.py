@@ -140,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ph.add_argument("--spacing", type=float, nargs="+", help="voxel size in mm: one value or three (i j k)")
     ph.add_argument("--orientation", default=None, help="grid orientation (see 'lumbarspine phantom --help')")
+    ph.add_argument(
+        "--sac-fraction",
+        action="store_true",
+        help="also write sac_fraction.nii.gz, the dural sac's partial-volume map (for 'grade --sac-probability')",
+    )
 
     fi = sub.add_parser(
         "filter",
@@ -216,7 +221,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
         kwargs["orientation"] = args.orientation
     spec = PhantomSpec(**kwargs)  # validated before anything is written
     _check_writable_folder(Path(args.out))
-    paths = write_phantom(args.out, spec)
+    paths = write_phantom(args.out, spec, sac_fraction=args.sac_fraction)
     for key, path in paths.items():
         print(f"{key}: {path}")
     return 0

@@ -159,7 +159,14 @@ def _run(widget, timeout=120.0):
     return during
 
 
-STENOSIS_UI = ("inputSelector", "segmentationSelector", "axialSelector", "outputTableSelector", "resultsLabel")
+STENOSIS_UI = (
+    "inputSelector",
+    "segmentationSelector",
+    "axialSelector",
+    "sacProbabilitySelector",
+    "outputTableSelector",
+    "resultsLabel",
+)
 
 
 def _stenosis_parameters(**values):
@@ -167,6 +174,7 @@ def _stenosis_parameters(**values):
         inputVolume=None,
         inputSegmentation=None,
         axialVolume=None,
+        sacProbabilityVolume=None,
         areaModerateMm2=100.0,
         areaSevereMm2=75.0,
         apModerateMm=13.0,

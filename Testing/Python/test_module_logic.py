@@ -613,7 +613,33 @@ def test_stenosis_logic_cancel_and_bad_input(load_module, slicer_scene, no_globa
         run(image, axialVolume=image)
     with pytest.raises(ValueError, match="axial series"):
         run(image, axialVolume=scene.AddNewNodeByClass("vtkMRMLTableNode", "NotAVolume"))
+    with pytest.raises(ValueError, match="sac probability map is the input image itself"):
+        run(image, sacProbabilityVolume=image)
+    with pytest.raises(ValueError, match="fractions in \\[0, 1\\]"):
+        run(image, sacProbabilityVolume=labelmap)
     assert _count(scene, "vtkMRMLTableNode") == tables + 1  # only the node made above
+
+
+def test_stenosis_logic_measures_on_a_sac_probability_map(load_module, slicer_scene, no_global_scene, phantom):
+    """The phantom's partial-volume sac as a scalar volume node: the table's areas come from it (2 mm voxels:
+    within 3 % of the truth), and the map node is not changed."""
+    from lumbarspine.phantom import sac_fraction
+
+    module = load_module("SpineStenosis")
+    scene = slicer_scene.scene
+    image = volume_to_node(phantom.image, scene, name="StenosisImage")
+    labelmap = volume_to_node(phantom.labels, scene, name="StenosisLabels")
+    probability = volume_to_node(sac_fraction(phantom), scene, name="SacProbability")
+    assert not probability.IsA("vtkMRMLLabelMapVolumeNode")
+    before = volume_from_node(probability).array.copy()
+    with no_global_scene():
+        result = module.SpineStenosisLogic().process(image, labelmap, scene=scene, sacProbabilityVolume=probability)
+    rows = {row["level"]: row for row in result.rows}
+    for level, entry in phantom.truth["levels"].items():
+        truth = entry["dural_sac_area_mm2"]
+        assert abs(float(rows[level]["dural_sac_area_mm2"]) - truth) <= 0.03 * truth, (level, rows[level])
+    assert rows["L4-L5"]["grade"] == "Severe"
+    assert np.array_equal(volume_from_node(probability).array, before)
 
 
 # ------------------------------------------------------------------------------ SpinePlanning

@@ -3,7 +3,7 @@
 Example::
 
     lumbarspine grade t2_sag.nii.gz --segmentation t2_sag_seg.nii.gz --convention totalspineseg \\
-        --axial t2_ax.nii.gz --area-moderate 100 --area-severe 75 --out graded/
+        --axial t2_ax.nii.gz [--sac-probability sac_prob.nii.gz] --area-moderate 100 --area-severe 75 --out graded/
 
 Writes ``report.json``, ``report.csv``, ``rsna.csv``, ``plane_<level>.png`` and
 ``area_along_canal.png`` into ``--out`` (see :func:`lumbarspine.grading.study.grade_study`) and
@@ -41,6 +41,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         choices=("resample", "segment"),
         default="resample",
         help="dural sac of the axial series: the main segmentation resampled onto it (default) or segmented",
+    )
+    parser.add_argument(
+        "--sac-probability",
+        default=None,
+        help="a partial-volume / probability map of the dural sac (values 0-1, e.g. a network's soft output) to "
+        "measure the planes on instead of the crisp labels (voxels up to 2 mm)",
     )
     parser.add_argument(
         "--area-moderate",
@@ -96,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         thresholds=thresholds,
         study_id=args.study_id,
         pictures=not args.no_pictures,
+        sac_probability=args.sac_probability,
         progress=progress,
     )
     print(f"{'level':<8} {'DSCSA mm2':>10} {'axial mm2':>10} {'AP mm':>6} {'width mm':>8}  grade (confidence)")

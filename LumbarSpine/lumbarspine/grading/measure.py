@@ -52,6 +52,7 @@ __all__ = [
     "BOUNDARY_SD_VOXELS",
     "MAX_CENTER_OFFSET_MM",
     "MaskField",
+    "check_sac_fraction",
     "PlaneSection",
     "SliceSection",
     "measure_plane",
@@ -79,6 +80,16 @@ def voxel_size_along(volume: Volume, directions_ras: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum((proj * np.asarray(volume.spacing, dtype=float)[None, :]) ** 2, axis=1))
 
 
+def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last index (k, j, i) of a non-empty mask, from its projections on the three axes."""
+    first = np.empty(3, dtype=np.int64)
+    last = np.empty(3, dtype=np.int64)
+    for axis in range(3):
+        along = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        first[axis], last[axis] = along[0], along[-1]
+    return first, last
+
+
 class MaskField:
     """The sac mask of a label map as a trilinearly interpolated field in RAS (values in [0, 1]).
 
@@ -98,17 +109,39 @@ class MaskField:
             self.lo = np.zeros(3, dtype=int)
             self.data = np.zeros((1, 1, 1), dtype=np.float32)
         else:
-            # bounding box (k, j, i) of the mask from its projections on the three axes (no coordinate list)
-            first = np.empty(3, dtype=np.int64)
-            last = np.empty(3, dtype=np.int64)
-            for axis in range(3):
-                along = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-                first[axis], last[axis] = along[0], along[-1]
+            first, last = _bounding_box(mask)
             lo = np.maximum(first - margin, 0)
             hi = np.minimum(last + margin + 1, np.asarray(array.shape))
             self.lo = lo  # (k, j, i)
             self.data = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32)
         self.max_spacing = float(max(labels.spacing))
+
+    @classmethod
+    def from_fraction(cls, fraction: Volume, margin: int = 3) -> MaskField:
+        """The field of a partial-volume map of the sac (float in [0, 1]: a probabilistic segmentation's
+        sac probability, or the fraction of each voxel inside the sac), on its own grid.
+
+        Its trilinear interpolant replaces the crisp mask's: the section is its ``>= 0.5`` component and
+        the area its integral, so the sub-voxel boundary the map carries is measured instead of the
+        crisp raster's (:func:`check_sac_fraction` checks the map first).
+        """
+        self = cls.__new__(cls)
+        array = np.asarray(fraction.array, dtype=np.float32)
+        self.labels = fraction
+        self.values = ()
+        present = array > 0.0
+        self.empty = not present.any()
+        if self.empty:
+            self.lo = np.zeros(3, dtype=int)
+            self.data = np.zeros((1, 1, 1), dtype=np.float32)
+        else:
+            first, last = _bounding_box(present)
+            lo = np.maximum(first - margin, 0)
+            hi = np.minimum(last + margin + 1, np.asarray(array.shape))
+            self.lo = lo
+            self.data = np.clip(array[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], 0.0, 1.0)
+        self.max_spacing = float(max(fraction.spacing))
+        return self
 
     def inside_grid(self, ras: np.ndarray) -> np.ndarray:
         """True for RAS points inside the label map's field of view (within half a voxel of its voxel centres)."""
@@ -122,6 +155,64 @@ class MaskField:
         coords = np.stack([ijk[:, 2] - self.lo[0], ijk[:, 1] - self.lo[1], ijk[:, 0] - self.lo[2]])
         value = ndimage.map_coordinates(self.data, coords, order=1, mode="grid-constant", cval=0.0, prefilter=False)
         return np.clip(value, 0.0, 1.0)
+
+
+FRACTION_TOLERANCE = 1e-3
+"""How far (absolute) a partial-volume map's values may stray outside [0, 1] (float rounding of a resampled map)."""
+MIN_SAC_COVERAGE = 0.5
+"""A partial-volume map must average at least this fraction over the label map's sac voxels (same structure, same frame)."""
+SAC_VOLUME_RATIO_RANGE = (0.5, 2.0)
+"""Accepted ratio of the map's sac volume (its integral) to the label map's sac volume."""
+
+
+def check_sac_fraction(fraction: object, labels: Volume, values: tuple[int, ...] = SAC_LABELS) -> MaskField:
+    """Check a partial-volume (probability) map of the dural sac against the label map; return its field.
+
+    Raises:
+        ValueError: not a Volume, values that are not finite or not in [0, 1] (with the likely scale),
+            nothing at 0.5 or above, or a map that does not cover the label map's sac (another series,
+            another structure, or a different frame of reference).
+    """
+    if not isinstance(fraction, Volume):
+        raise ValueError(
+            f"The sac probability map must be a lumbarspine Volume (or an image file); got {type(fraction).__name__}."
+        )
+    array = np.asarray(fraction.array)
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"The sac probability map must hold numbers; its voxel type is {array.dtype}.")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError(
+            f"The sac probability map holds {int(np.count_nonzero(~np.isfinite(array)))} voxels that are NaN or "
+            "infinite: fix or replace them (0 outside the sac) and grade again."
+        )
+    lo, hi = float(array.min()), float(array.max())
+    if lo < -FRACTION_TOLERANCE or hi > 1.0 + FRACTION_TOLERANCE:
+        hint = ""
+        if hi <= 255.0 and lo >= 0.0:
+            hint = " If it is stored as 0-100 % or 0-255, divide it by 100 or 255 first."
+        raise ValueError(
+            f"The sac probability map must hold fractions in [0, 1] (the probability or the share of each voxel "
+            f"inside the dural sac); its values run from {lo:g} to {hi:g}.{hint} A label map belongs in --segmentation."
+        )
+    field_ = MaskField.from_fraction(fraction)
+    if field_.empty or hi < 0.5:
+        raise ValueError("The sac probability map has no voxel at 0.5 or above: it holds no dural sac.")
+    crisp = label_mask(np.asarray(labels.array), np.asarray(values))
+    kji = np.argwhere(crisp)
+    if kji.size == 0:
+        return field_
+    stride = max(1, len(kji) // 200_000)
+    ras = labels.ijk_to_ras_points(kji[::stride, ::-1].astype(float))
+    coverage = float(field_.sample(ras).mean())
+    ratio = float(array.sum(dtype=np.float64)) * fraction.voxel_volume_mm3 / (len(kji) * labels.voxel_volume_mm3)
+    if coverage < MIN_SAC_COVERAGE or not SAC_VOLUME_RATIO_RANGE[0] <= ratio <= SAC_VOLUME_RATIO_RANGE[1]:
+        raise ValueError(
+            f"The sac probability map does not match the segmentation's dural sac: it averages {coverage:.2f} over "
+            f"the labelled sac (needs {MIN_SAC_COVERAGE:g}) and its sac volume is {ratio:.2f} x the label map's "
+            f"(accepted {SAC_VOLUME_RATIO_RANGE[0]:g}-{SAC_VOLUME_RATIO_RANGE[1]:g}). Give the dural sac probability "
+            "of the same series and session (same patient coordinates)."
+        )
+    return field_
 
 
 @dataclass(frozen=True)

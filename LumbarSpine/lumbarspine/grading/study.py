@@ -141,6 +141,7 @@ def grade_image(
     axial: str | os.PathLike[str] | Volume | None = None,
     axial_mask: str = "resample",
     thresholds: GradingThresholds | None = None,
+    sac_probability: str | os.PathLike[str] | Volume | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
 ) -> dict[str, Any]:
@@ -149,7 +150,8 @@ def grade_image(
 
     Args:
         image: the main image (a T2 series, usually sagittal), a path or a Volume (not modified).
-        segmentation, convention, axial, axial_mask, thresholds, progress, cancel: see :func:`grade_study`.
+        segmentation, convention, axial, axial_mask, thresholds, sac_probability, progress, cancel: see
+            :func:`grade_study`.
 
     Returns:
         ``{"anatomy": SpineAnatomy, "result": GradingResult, "axial": dict | None}`` (``axial``: how the
@@ -168,6 +170,10 @@ def grade_image(
     def sub(lo: float, hi: float) -> ProgressCallback:
         return lambda f, m: report_progress(lo + (hi - lo) * f, m)
 
+    fraction = None
+    if sac_probability is not None:
+        fraction = _read_image(sac_probability, "sac probability map")
+        fraction = fraction.with_array(np.asarray(fraction.array, dtype=np.float32), is_label=False)
     anatomy = load_anatomy(image, segmentation, convention=convention, progress=sub(0.0, 0.4), cancel=cancel)
     warnings: list[str] = []
     axial_labels = None
@@ -204,6 +210,13 @@ def grade_image(
         thresholds=thresholds,
         axial_labels=axial_labels,
         axial_source=axial_source,
+        sac_fraction=fraction,
+        sac_fraction_source=(
+            ""
+            if sac_probability is None
+            else "sac probability map "
+            + (str(sac_probability) if not isinstance(sac_probability, Volume) else sac_probability.name)
+        ),
         progress=sub(0.45, 1.0),
         cancel=cancel,
     )
@@ -227,6 +240,7 @@ def grade_study(
     thresholds: GradingThresholds | None = None,
     study_id: str | None = None,
     pictures: bool = True,
+    sac_probability: str | os.PathLike[str] | Volume | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelCallback | None = None,
 ) -> dict[str, Any]:
@@ -242,6 +256,10 @@ def grade_study(
         thresholds: grading cut-offs (default: the clinical reference's).
         study_id: the ``study_id`` of ``rsna.csv`` (default: the image file name).
         pictures: write the PNGs.
+        sac_probability: optional partial-volume (probability) map of the dural sac, values in [0, 1],
+            path or Volume, on any grid of the same patient coordinates (a network's soft output): the
+            planes are measured on it instead of the crisp labels (see
+            :func:`lumbarspine.grading.core.grade_anatomy`; voxels over 2 mm thick are not measured).
         progress, cancel: see :mod:`lumbarspine.progress`.
 
     Returns:
@@ -286,6 +304,7 @@ def grade_study(
             axial=axial,
             axial_mask=axial_mask,
             thresholds=thresholds,
+            sac_probability=sac_probability,
             progress=sub(0.05, 0.85),
             cancel=cancel,
         )
@@ -311,6 +330,12 @@ def grade_study(
         "anatomy_source": anatomy.source,
         "numbering": anatomy.numbering,
         "axial": axial_info,
+        "sac_probability": None
+        if sac_probability is None
+        else {
+            "path": str(sac_probability) if not isinstance(sac_probability, Volume) else sac_probability.name,
+            "measured": result.method.get("sac_fraction", ""),
+        },
     }
     report = build_report(result, input_info)
     out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,9 @@ narrows it with a raised cosine over +-10 mm of arc to exactly the requested are
 Labels are crisp voxel-centre rasterisations (uint8, TotalSpineSeg values from
 :mod:`lumbarspine.labels`). The image is CT (HU, int16) or T2 (float32), lightly blurred for partial
 volume, with seeded noise (and a bias field for T2). The grid (:data:`ORIENTATIONS`, any spacing in
-mm) is fitted around the phantom; only the grid turns, the anatomy stays in RAS.
+mm) is fitted around the phantom; only the grid turns, the anatomy stays in RAS. The dural sac is
+also available as a partial-volume map (:func:`sac_fraction`: the share of each voxel inside the sac,
+``write_phantom(..., sac_fraction=True)`` writes it as ``sac_fraction.nii.gz``).
 
 ``truth.json`` fields (also written into the file under ``"fields"``; all points/directions RAS mm):
 
@@ -47,10 +49,12 @@ mm) is fitted around the phantom; only the grid turns, the anatomy stays in RAS.
 
 from .anatomy import NORMAL_SAC_AREA_MM2
 from .generate import Phantom, generate_phantom, save_phantom, write_phantom
+from .partial_volume import sac_fraction
 from .spec import MODALITIES, ORIENTATIONS, PhantomSpec, parse_stenosis
 from .truth import FIELDS
 
 __all__ = [
+    "sac_fraction",
     "PhantomSpec",
     "Phantom",
     "generate_phantom",

@@ -100,10 +100,14 @@ def generate_phantom(spec: PhantomSpec | None = None) -> Phantom:
     return Phantom(spec=spec, image=image_vol, labels=label_vol, truth=truth)
 
 
-def save_phantom(phantom: Phantom, out_dir: str | os.PathLike[str], prefix: str = "") -> dict[str, str]:
+def save_phantom(
+    phantom: Phantom, out_dir: str | os.PathLike[str], prefix: str = "", *, sac_fraction: bool = False
+) -> dict[str, str]:
     """Write ``<prefix>image.nii.gz``, ``<prefix>labels.nii.gz`` and ``<prefix>truth.json`` into ``out_dir``.
 
     ``out_dir`` is created when missing. Returns ``{"image": path, "labels": path, "truth": path}``.
+    ``sac_fraction=True`` also writes ``<prefix>sac_fraction.nii.gz``, the dural sac's partial-volume
+    map (:func:`lumbarspine.phantom.partial_volume.sac_fraction`; key ``"sac_fraction"``).
     """
     from ..io import write_volume
     from ..safe_write import write_json
@@ -117,12 +121,20 @@ def save_phantom(phantom: Phantom, out_dir: str | os.PathLike[str], prefix: str 
     write_volume(phantom.image, paths["image"])
     write_volume(phantom.labels, paths["labels"])
     write_json(paths["truth"], phantom.truth)
+    if sac_fraction:
+        from .partial_volume import sac_fraction as fraction_of
+
+        paths["sac_fraction"] = os.path.join(out, f"{prefix}sac_fraction.nii.gz")
+        write_volume(fraction_of(phantom), paths["sac_fraction"])
     return paths
 
 
-def write_phantom(out_dir: str | os.PathLike[str], spec: PhantomSpec | None = None) -> dict[str, str]:
+def write_phantom(
+    out_dir: str | os.PathLike[str], spec: PhantomSpec | None = None, *, sac_fraction: bool = False
+) -> dict[str, str]:
     """Generate a phantom and write ``image.nii.gz``, ``labels.nii.gz`` and ``truth.json`` into ``out_dir``.
 
-    ``out_dir`` is created when missing. Returns ``{"image": path, "labels": path, "truth": path}``.
+    ``out_dir`` is created when missing. Returns ``{"image": path, "labels": path, "truth": path}``
+    (and ``"sac_fraction"`` with ``sac_fraction=True``, see :func:`save_phantom`).
     """
-    return save_phantom(generate_phantom(spec), out_dir)
+    return save_phantom(generate_phantom(spec), out_dir, sac_fraction=sac_fraction)

@@ -39,7 +39,7 @@ from .anatomy import (
     sac_semi_axes,
 )
 
-__all__ = ["Tissue", "rasterize", "SAC_END_BELOW_S1_MM", "PEDICLE_TAPER_PER_MM2", "PEDICLE_POST_MM"]
+__all__ = ["Tissue", "rasterize", "inside_sac", "SAC_END_BELOW_S1_MM", "PEDICLE_TAPER_PER_MM2", "PEDICLE_POST_MM"]
 
 
 class Tissue:
@@ -218,6 +218,17 @@ def _paint_bone(labels, tissue, idx, depth, label) -> None:  # type: ignore[no-u
     tissue[sel] = np.where(depth[inside] < CORTEX_MM, Tissue.CORTICAL, Tissue.CANCELLOUS)
 
 
+def inside_sac(s: np.ndarray, u: np.ndarray, w: np.ndarray, layout: Layout, stenosis: dict[str, float]) -> np.ndarray:
+    """True where the point ``(s, u, w)`` (mm) lies inside the dural sac: the ellipse of
+    :func:`~lumbarspine.phantom.anatomy.sac_semi_axes` in the plane perpendicular to the canal, from the
+    top of the lumbar range down to :data:`SAC_END_BELOW_S1_MM` below the S1 upper endplate."""
+    a_sac, b_sac = sac_semi_axes(s, layout, stenosis)
+    inside = (u / a_sac) ** 2 + (w / b_sac) ** 2 <= 1.0
+    inside &= (s >= layout.s_min) & (s <= layout.s_max) & (s >= layout.sacrum_s_top - SAC_END_BELOW_S1_MM)
+    # the rasteriser only looks inside the bony canal's bounding box (the sac lies well within it)
+    return inside & (np.abs(u) < CANAL_SEMI_LATERAL_MM + 0.5) & (np.abs(w) < CANAL_SEMI_AP_MM + 0.5)
+
+
 def rasterize(
     s: np.ndarray,
     u: np.ndarray,
@@ -296,8 +307,7 @@ def rasterize(
     _paint_bone(labels, tissue, idx, depth, SACRUM)
 
     # dural sac (exact ellipse in the plane perpendicular to the canal)
-    sac = (cu / a_sac) ** 2 + (cw / b_sac) ** 2 <= 1.0
-    sac &= cs >= layout.sacrum_s_top - SAC_END_BELOW_S1_MM
+    sac = inside_sac(cs, cu, cw, layout, stenosis)
     labels[canal_idx[sac]] = SPINAL_CANAL
     tissue[canal_idx[sac]] = Tissue.CSF
     return labels, tissue
