@@ -21,6 +21,15 @@ This re-uses :func:`lumbarspine.measure.cross_section.plane_basis` for the in-pl
 count-at-0.5 area of :func:`~lumbarspine.measure.cross_section.cross_section_area_mm2` is not used
 here because grading needs the outline, the perimeter and the uncertainty as well.
 
+**Partial-volume map** (:meth:`MaskField.from_fraction`, checked by :func:`check_sac_fraction`). A
+crisp label map only tells which voxel centres lie inside, so at 1 mm a 60 mm2 section reads up to
+3-5 % differently on two grids of the same anatomy, whatever the measurement. Given a map of the
+sac's share of each voxel (or a network's sac probability, values in [0, 1], on any grid), its
+trilinear interpolant replaces the crisp mask's and the same section, area (its integral), outline
+and chords are measured on it: the phantom's 1 mm grids turned by 20-25 degrees then agree within
+0.2 % (``scripts/benchmarks/grading-partial-volume-*.md``). The uncertainty model below stays the
+crisp one (a probability map's own calibration is not known here).
+
 **Uncertainty** (:func:`boundary_sd_mm2`). A crisp label map is consistent with any boundary
 within about half a voxel of the one drawn, and a segmentation's boundary error is mostly the same
 sign all round (a sac drawn a little too big or too small). The area's standard uncertainty is
