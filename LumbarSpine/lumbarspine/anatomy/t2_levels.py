@@ -65,6 +65,11 @@ LONG_RUN_FACTOR = 1.6
 """A run of even signal longer than this many typical runs is checked for a faint disc inside."""
 SPLIT_CONTRAST = 2.0
 """A faint disc splits a long run when its widened slope exceeds the run's median this many times."""
+DIP_RATIO = 0.75
+"""A run of even slope is no body where its signal stays under this share of the run's median
+(:func:`_split_at_dips`; the dark endplates and annulus of a disc hidden in it)."""
+MIN_DIP_MM = 3
+"""Shortest such dip (mm of arc) that cuts a run."""
 MERGE_FACTOR = 0.5
 """Two discs closer than this share of the median level spacing are one disc (its two endplates)."""
 MIN_DISC_GAP_MM = 4.0
@@ -196,6 +201,31 @@ def _split_long_runs(bodies: list[tuple[int, int]], rough: np.ndarray) -> list[t
     return out
 
 
+def _split_at_dips(runs: list[tuple[int, int]], p: np.ndarray) -> list[tuple[int, int]]:
+    """Cut each run of even slope where its signal dips under :data:`DIP_RATIO` of the run's median for
+    at least :data:`MIN_DIP_MM` (1 mm steps): a body's marrow is even in signal, not only in slope.
+
+    On thick or oblique stacks the interpolated profile is smooth enough that the two dark endplate
+    bands of a grey (degenerated) disc change it no faster than the column's typical roughness; the
+    disc then hides inside a body run, and only one endplate band is found, several mm off the disc's
+    middle. Its dark bands are deep dips of the signal, which this finds."""
+    out: list[tuple[int, int]] = []
+    for a, b in runs:
+        if b - a < MIN_BODY_RUN_MM:
+            out.append((a, b))
+            continue
+        dark = p[a:b] < DIP_RATIO * float(np.median(p[a:b]))
+        dips = [(a + i, a + j) for i, j in _runs(dark) if j - i >= MIN_DIP_MM]
+        start = a
+        for i, j in dips:
+            if i > start:
+                out.append((start, i))
+            start = j
+        if start < b:
+            out.append((start, b))
+    return out
+
+
 def _discs_between_bodies(p: np.ndarray, base: np.ndarray) -> tuple[list[float], list[float]]:
     """Disc centres and heights (mm of arc, ascending) from the column profile ``p`` (1 mm steps).
 
@@ -211,7 +241,7 @@ def _discs_between_bodies(p: np.ndarray, base: np.ndarray) -> tuple[list[float],
     slope = np.abs(np.gradient(ps)) / np.maximum(base, 1e-6)
     rough = ndimage.maximum_filter1d(slope, size=int(ROUGH_WINDOW_MM), mode="nearest")
     level = max(ROUGH_MIN, ROUGH_FACTOR * float(np.median(rough)))
-    bodies = [(a, b) for a, b in _runs(rough < level) if b - a >= MIN_BODY_RUN_MM]
+    bodies = [(a, b) for a, b in _split_at_dips(_runs(rough < level), p) if b - a >= MIN_BODY_RUN_MM]
     if bodies:  # soft tissue beyond the ends of the column is even too, but darker than marrow
         levels = np.array([np.median(p[a:b]) for a, b in bodies])
         bodies = [run for run, lv in zip(bodies, levels) if lv >= MIN_MARROW_RATIO * np.median(levels)]
