@@ -41,7 +41,7 @@ from .model import SpineAnatomy
 from .numbering import level_ids
 from .t2_grid import ras_work_grid, resample_to
 from .t2_levels import find_levels, paint_levels
-from .t2_sac import delineate_sac, track_sac, trim_track, tube_response
+from .t2_sac import THICK_SLICE_MM, delineate_sac, track_sac, trim_track, tube_response
 
 __all__ = ["segment_t2", "MIN_EXTENT_MM", "MISSING_LEVEL_FACTOR"]
 
@@ -140,7 +140,8 @@ def segment_t2(
     check_cancel(cancel, "T2 segmentation")
 
     _report(progress, 0.5, "Delineating the dural sac")
-    mask, thr, csf, cord = delineate_sac(work.array, track, h)
+    thick = float(max(volume.spacing)) >= THICK_SLICE_MM
+    mask, thr, csf, cord = delineate_sac(work.array, track, h, raise_to_half_max=thick)
     if mask.sum() * h**3 < 2000.0:
         raise ValueError(
             "The dural sac found is implausibly small (under 2 cm3): the image may not show the lumbar canal "
