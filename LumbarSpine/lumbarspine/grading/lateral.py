@@ -55,6 +55,8 @@ __all__ = [
     "END_ALLOWANCE_VOXELS",
     "LATERAL_METHOD",
     "NOT_GRADED",
+    "POSITION_RULE_SOURCES",
+    "POSITION_RULE_REASON",
 ]
 
 RECESS_WINDOW_MARGIN_MM = 3.0
@@ -77,6 +79,19 @@ MAX_GAP_MM = 45.0
 END_ALLOWANCE_VOXELS = 1.5
 """A segment may pass through its own two structures' voxels within this many voxels (largest spacing) of its
 ends: it leaves a boundary voxel's centre and may graze the neighbouring boundary voxels of the same surface."""
+
+POSITION_RULE_SOURCES: tuple[str, ...] = ("automatic ct",)
+"""Anatomy sources whose sub-regions are position rules in the spine frame, not shapes
+(:func:`lumbarspine.anatomy.ct_levels._subregions`): nothing is measured from them unless asked
+(``measure_lateral(..., trust_position_rules=True)``), see :data:`POSITION_RULE_REASON`."""
+
+POSITION_RULE_REASON = (
+    "not measured: the automatic CT segmentation's sub-regions are position rules (fixed bands beside the canal), "
+    "not the bone's shapes: its pedicle bands of neighbouring vertebrae touch on 3 mm CT (foraminal heights "
+    "0-8 mm on the example CT), its disc label runs into the foramen and its articular-process labels take the "
+    "lateral lamina (on the 1 mm CT phantom the recess comes out 4-6 mm narrower than the phantom's); import "
+    "a shape-based sub-region segmentation (SPINEPS) to measure it"
+)
 
 NOT_GRADED = (
     "measured, not graded: the published grades are morphological (lateral recess Bartynski & Lin 2003, "
@@ -302,13 +317,16 @@ def _disc_axis(points: np.ndarray) -> np.ndarray:
     return axis if axis[2] >= 0 else -axis
 
 
-def measure_lateral(anatomy: SpineAnatomy, level: str) -> LateralResult | None:
+def measure_lateral(anatomy: SpineAnatomy, level: str, *, trust_position_rules: bool = False) -> LateralResult | None:
     """Lateral recess width and foraminal height (mm) of the disc level ``level`` on both sides.
 
     Args:
         anatomy: the spine anatomy; its :attr:`~SpineAnatomy.subregions` name the parts (SPINEPS codes,
             project pedicles 51/52).
         level: a disc name of the anatomy (``"L4-L5"``, ``"disc 3"``).
+        trust_position_rules: measure also from sub-regions made by position rules
+            (:data:`POSITION_RULE_SOURCES`; for research and tests): otherwise every side gives
+            :data:`POSITION_RULE_REASON`.
 
     Returns:
         None when the anatomy has no sub-regions (nothing measurable: the caller keeps its fixed reason);
@@ -318,9 +336,16 @@ def measure_lateral(anatomy: SpineAnatomy, level: str) -> LateralResult | None:
     if sub_volume is None or not np.any(sub_volume.array):
         return None
     disc = anatomy.disc(level)
+    if anatomy.source in POSITION_RULE_SOURCES and not trust_position_rules:
+        why = POSITION_RULE_REASON
+        return LateralResult(
+            level, {s: SideMeasure(reason=why) for s in _SIDES}, {s: SideMeasure(reason=why) for s in _SIDES}
+        )
     if disc is None:
-        why = f"the disc {level} is not in the segmentation"
-        return LateralResult(level, {s: SideMeasure(reason=why) for s in _SIDES}, {s: SideMeasure(reason=why) for s in _SIDES})
+        why = f"not measured: the disc {level} is not in the segmentation"
+        return LateralResult(
+            level, {s: SideMeasure(reason=why) for s in _SIDES}, {s: SideMeasure(reason=why) for s in _SIDES}
+        )
     labels_full = np.asarray(anatomy.labels.array)
     disc_kji = np.argwhere(labels_full == disc.label)
     disc_ras = anatomy.labels.ijk_to_ras_points(disc_kji[:, ::-1].astype(float))
@@ -331,8 +356,10 @@ def measure_lateral(anatomy: SpineAnatomy, level: str) -> LateralResult | None:
     foramen: dict[str, SideMeasure] = {}
     missing = [n for n, v in ((upper_name, upper), (lower_name, lower)) if v is None]
     if missing:
-        why = f"{' and '.join(missing)} not in the segmentation (outside the field of view or not found)"
-        return LateralResult(level, {s: SideMeasure(reason=why) for s in _SIDES}, {s: SideMeasure(reason=why) for s in _SIDES})
+        why = f"not measured: {' and '.join(missing)} not in the segmentation (outside the field of view or not found)"
+        return LateralResult(
+            level, {s: SideMeasure(reason=why) for s in _SIDES}, {s: SideMeasure(reason=why) for s in _SIDES}
+        )
     assert upper is not None and lower is not None
     crop = _Crop(anatomy, [disc.label, upper.label, lower.label])
     assert crop.sub is not None
@@ -349,8 +376,11 @@ def measure_lateral(anatomy: SpineAnatomy, level: str) -> LateralResult | None:
         float(np.percentile(along_disc, 98)) + RECESS_WINDOW_MARGIN_MM,
     )
     kji_all = np.argwhere(is_upper | is_lower | is_disc)
+    ras_all = crop.ras(kji_all) - centre
     along = np.full(lab.shape, np.nan, dtype=np.float32)
-    along[tuple(kji_all.T)] = (crop.ras(kji_all) - centre) @ tangent
+    along[tuple(kji_all.T)] = ras_all @ tangent
+    lateral = np.zeros(lab.shape, dtype=np.float32)  # mm to the patient's right of the disc centroid
+    lateral[tuple(kji_all.T)] = ras_all @ right
     in_window = (along >= window[0]) & (along <= window[1])
     has_pedicles = bool(np.isin(sub_volume.array, list(_PEDICLE.values())).any())
 
@@ -362,7 +392,8 @@ def measure_lateral(anatomy: SpineAnatomy, level: str) -> LateralResult | None:
             recess[side] = SideMeasure(reason=f"not measured: {lower_name} has no sub-regions in the segmentation")
         else:
             posterior = in_window & ((is_lower & (sub == sap_code)) | (is_upper & (sub == iap_code)))
-            front = in_window & (is_disc | (is_lower & np.isin(sub, _BODY_CODES)))
+            # this side's half of the disc and body (a structure cut on the other side does not matter here)
+            front = in_window & (sign * lateral >= 0) & (is_disc | (is_lower & np.isin(sub, _BODY_CODES)))
             ped = is_lower & (sub == _PEDICLE[side])
             limit = None
             if ped.any():
@@ -414,7 +445,9 @@ def _medial(pa: np.ndarray, pb: np.ndarray, centre: np.ndarray, right: np.ndarra
     return ok
 
 
-def _measure_side(crop: _Crop, a_mask: np.ndarray, b_mask: np.ndarray, accept: Any, what: tuple[str, str], names: Any) -> SideMeasure:
+def _measure_side(
+    crop: _Crop, a_mask: np.ndarray, b_mask: np.ndarray, accept: Any, what: tuple[str, str], names: Any
+) -> SideMeasure:
     """One gap between ``a_mask`` and ``b_mask`` (see :func:`_nearest_clear_pair`), or its reason."""
     for mask, label in ((a_mask, what[0]), (b_mask, what[1])):
         if not mask.any():
