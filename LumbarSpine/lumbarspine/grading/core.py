@@ -24,9 +24,9 @@ image's grid, level names, canal centreline) and returns a :class:`GradingResult
    voxel of the measurement direction; grades, confidence and class probabilities follow
    (:mod:`.grades`).
 
-Lateral recesses and foramina are reported as not measured: the label conventions read here hold no
-nerve-root, ligamentum flavum or facet-joint-space labels from which a recess or foramen width
-could be measured without guessing.
+Lateral recess widths and foraminal heights (mm, per side, not graded) come from :mod:`.lateral` where the
+anatomy's sub-regions label the articular processes and pedicles; without sub-regions both are reported as
+not measured (:data:`LATERAL_NOT_MEASURED`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from ..progress import CancelCallback, ProgressCallback, check_cancel
 from ..volume import label_values
 from .centreline import Centreline, disc_half_height_mm, fit_centreline
 from .grades import RSNA_LABELS, GradingThresholds, class_probabilities, confidence, grade_value
+from .lateral import LATERAL_METHOD, LateralResult, measure_lateral
 from .measure import (
     SAC_LABELS,
     MaskField,
@@ -98,8 +99,9 @@ MAX_LEVEL_DISTANCE_MM = 45.0
 does not reach it)."""
 
 LATERAL_NOT_MEASURED = (
-    "not measured: the segmentation has no nerve-root, ligamentum flavum or facet joint labels, so the "
-    "lateral recess and foraminal widths cannot be measured from it"
+    "not measured: the segmentation has no sub-regions (articular processes, pedicles, vertebral bodies), so the "
+    "lateral recess width and the foraminal height cannot be measured from it (nor from nerve-root, ligamentum "
+    "flavum or facet joint labels, which no convention read here holds)"
 )
 
 
@@ -180,6 +182,7 @@ class LevelResult:
     search: list[tuple[float, float]] = field(default_factory=list)
     search_fit: list[float] = field(default_factory=list)
     quality_warnings: list[str] = field(default_factory=list)
+    lateral: LateralResult | None = None
 
     @property
     def measured(self) -> bool:
@@ -259,8 +262,8 @@ class LevelResult:
             }
             if self.axial is not None
             else {"source": self.axial_source, "status": "not measured", "reason": self.axial_reason},
-            "lateral_recess": LATERAL_NOT_MEASURED,
-            "neural_foramina": LATERAL_NOT_MEASURED,
+            "lateral_recess": self.lateral.recess_dict() if self.lateral is not None else LATERAL_NOT_MEASURED,
+            "neural_foramina": self.lateral.foramen_dict() if self.lateral is not None else LATERAL_NOT_MEASURED,
             "quality_warnings": list(self.quality_warnings),
             "disc_label": self.disc_label,
             "disc_truncated": self.truncated,
@@ -564,6 +567,11 @@ def grade_anatomy(
         if lv.truncated:
             warnings.append(f"The disc {name} is cut by the field of view: its level may be placed inaccurately.")
 
+    # ------------------------------------------------- lateral recesses and foramina (sub-regions only)
+    for lv in levels:
+        if lv.disc_label is not None:
+            lv.lateral = measure_lateral(anatomy, lv.level)
+
     # -------------------------------------------------------------- references
     report(0.75, "measuring the mid-vertebral reference planes")
     references: list[ReferenceResult] = []
@@ -633,6 +641,7 @@ def grade_anatomy(
         "label_spacing_mm": spacing,
     }
     method["sac_fraction"] = fraction_note
+    method["lateral"] = LATERAL_METHOD
     if not field_.values:
         method["sac_fraction_spacing_mm"] = tuple(round(float(v), 4) for v in sac_fraction.spacing)
     report(1.0, "graded")

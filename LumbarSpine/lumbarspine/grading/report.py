@@ -11,7 +11,9 @@ mm2, lengths mm)::
      "warnings": [...], "software_version": "..."}
 
 A level that could not be measured keeps its entry with ``status`` and ``reason`` and ``null``
-numbers (never dropped, never a made-up value). ``rsna.csv`` has one row with ``study_id`` and, per
+numbers (never dropped, never a made-up value). ``lateral_recess`` and ``neural_foramina`` hold, per side
+(the patient's), ``width_mm`` / ``height_mm`` with the two surface points, or ``not_measured`` with the reason
+(:mod:`.lateral`; measured, not graded); ``report.csv`` repeats the four numbers (empty when not measured). ``rsna.csv`` has one row with ``study_id`` and, per
 level, ``spinal_canal_stenosis_<level>`` (``Normal/Mild``, ``Moderate``, ``Severe`` or empty when not
 measured) and the measurement-model class probabilities
 ``spinal_canal_stenosis_<level>_normal_mild|_moderate|_severe``.
@@ -53,6 +55,10 @@ CSV_COLUMNS: tuple[str, ...] = (
     "plane_normal_r",
     "plane_normal_a",
     "plane_normal_s",
+    "lateral_recess_left_mm",
+    "lateral_recess_right_mm",
+    "foraminal_height_left_mm",
+    "foraminal_height_right_mm",
     "reason",
     "quality_warnings",
 )
@@ -100,6 +106,19 @@ def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
     return buffer.getvalue()
 
 
+def _lateral_cells(level: dict[str, Any]) -> dict[str, Any]:
+    """The four lateral columns of a level (mm; None where not measured or a fixed not-measured string)."""
+    out: dict[str, Any] = {}
+    for entry, key, column in (
+        ("lateral_recess", "width_mm", "lateral_recess"),
+        ("neural_foramina", "height_mm", "foraminal_height"),
+    ):
+        value = level.get(entry)
+        for side in ("left", "right"):
+            out[f"{column}_{side}_mm"] = value.get(side, {}).get(key) if isinstance(value, dict) else None
+    return out
+
+
 def write_report_csv(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``report.csv``: one row per level, :data:`CSV_COLUMNS` (empty cells where not measured)."""
     rows = []
@@ -115,6 +134,7 @@ def write_report_csv(report: dict[str, Any], path: str | os.PathLike[str]) -> Pa
             "plane_normal_a": normal[1],
             "plane_normal_s": normal[2],
             "quality_warnings": "; ".join(level.get("quality_warnings") or []) or None,
+            **_lateral_cells(level),
         }
         rows.append(["" if flat.get(c) is None else flat.get(c) for c in CSV_COLUMNS])
     return write_text(path, _csv_text(list(CSV_COLUMNS), rows))
