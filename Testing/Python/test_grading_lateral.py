@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from scipy.spatial import cKDTree
 
 from lumbarspine.anatomy.build import anatomy_from_labels
 from lumbarspine.grading import grade_anatomy
-from lumbarspine.grading.core import LATERAL_NOT_MEASURED
+from lumbarspine.grading.core import LATERAL_NOT_MEASURED, table_rows
 from lumbarspine.grading.lateral import POSITION_RULE_REASON, RECESS_WINDOW_MARGIN_MM, measure_lateral
 from lumbarspine.grading.report import build_report, write_report_csv
 from lumbarspine.labels import DISC_LEVELS
@@ -375,6 +376,14 @@ def test_report_json_and_csv_carry_the_numbers(tmp_path):
             else:
                 assert row[f"foraminal_height_{side}_mm"] == "" and foramen["not_measured"]
     assert "lateral" in report["method"]
+    # the Slicer table's rows (lumbarspine.grading.core.table_rows) carry the same numbers, NaN where not measured
+    for table_row, entry in zip(table_rows(result), report["levels"]):
+        assert table_row["level"] == entry["level"]
+        for side in ("left", "right"):
+            assert table_row[f"lateral_recess_{side}_mm"] == entry["lateral_recess"][side]["width_mm"]
+            height = entry["neural_foramina"][side].get("height_mm")
+            value = table_row[f"foraminal_height_{side}_mm"]
+            assert value == height if height is not None else math.isnan(value)
 
 
 def test_sacrum_without_subregions_is_not_measured_at_l5_s1():

@@ -43,7 +43,7 @@ from ..progress import CancelCallback, ProgressCallback, check_cancel
 from ..volume import label_values
 from .centreline import Centreline, disc_half_height_mm, fit_centreline
 from .grades import RSNA_LABELS, GradingThresholds, class_probabilities, confidence, grade_value
-from .lateral import LATERAL_METHOD, LateralResult, measure_lateral
+from .lateral import LATERAL_METHOD, LateralResult, lateral_cells, measure_lateral
 from .measure import (
     SAC_LABELS,
     MaskField,
@@ -689,6 +689,7 @@ def table_rows(result: GradingResult) -> list[dict[str, Any]]:
                 "normal_r": round(float(normal[0]), 4),
                 "normal_a": round(float(normal[1]), 4),
                 "normal_s": round(float(normal[2]), 4),
+                **{key: nan if value is None else value for key, value in lateral_cells(d).items()},
                 "note": "; ".join([lv.reason] if lv.reason else lv.quality_warnings),
             }
         )

@@ -54,6 +54,7 @@ __all__ = [
     "MAX_GAP_MM",
     "END_ALLOWANCE_VOXELS",
     "LATERAL_METHOD",
+    "lateral_cells",
     "NOT_GRADED",
     "POSITION_RULE_SOURCES",
     "POSITION_RULE_REASON",
@@ -465,3 +466,16 @@ def _measure_side(
     a_info = (int(crop.labels[tuple(a_kji)]), int(crop.sub[tuple(a_kji)]) if crop.sub is not None else 0)
     b_info = (int(crop.labels[tuple(b_kji)]), int(crop.sub[tuple(b_kji)]) if crop.sub is not None else 0)
     return SideMeasure(value_mm=gap, points_ras=points, structures=names(a_info, b_info), voxel_mm=e)
+
+
+def lateral_cells(level: dict[str, Any]) -> dict[str, Any]:
+    """The four lateral columns of a level (``LevelResult.to_dict()``; ``report.csv`` and the Slicer table) (mm; None where not measured or a fixed not-measured string)."""
+    out: dict[str, Any] = {}
+    for entry, key, column in (
+        ("lateral_recess", "width_mm", "lateral_recess"),
+        ("neural_foramina", "height_mm", "foraminal_height"),
+    ):
+        value = level.get(entry)
+        for side in ("left", "right"):
+            out[f"{column}_{side}_mm"] = value.get(side, {}).get(key) if isinstance(value, dict) else None
+    return out

@@ -31,6 +31,7 @@ from ..labels import DISC_LEVELS
 from ..safe_write import write_json, write_text
 from .core import GradingResult, rsna_target
 from .grades import CLASSES, RSNA_LABELS
+from .lateral import lateral_cells
 
 __all__ = ["build_report", "write_report_json", "write_report_csv", "write_rsna_csv", "CSV_COLUMNS", "software_version"]
 
@@ -106,19 +107,6 @@ def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
     return buffer.getvalue()
 
 
-def _lateral_cells(level: dict[str, Any]) -> dict[str, Any]:
-    """The four lateral columns of a level (mm; None where not measured or a fixed not-measured string)."""
-    out: dict[str, Any] = {}
-    for entry, key, column in (
-        ("lateral_recess", "width_mm", "lateral_recess"),
-        ("neural_foramina", "height_mm", "foraminal_height"),
-    ):
-        value = level.get(entry)
-        for side in ("left", "right"):
-            out[f"{column}_{side}_mm"] = value.get(side, {}).get(key) if isinstance(value, dict) else None
-    return out
-
-
 def write_report_csv(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``report.csv``: one row per level, :data:`CSV_COLUMNS` (empty cells where not measured)."""
     rows = []
@@ -134,7 +122,7 @@ def write_report_csv(report: dict[str, Any], path: str | os.PathLike[str]) -> Pa
             "plane_normal_a": normal[1],
             "plane_normal_s": normal[2],
             "quality_warnings": "; ".join(level.get("quality_warnings") or []) or None,
-            **_lateral_cells(level),
+            **lateral_cells(level),
         }
         rows.append(["" if flat.get(c) is None else flat.get(c) for c in CSV_COLUMNS])
     return write_text(path, _csv_text(list(CSV_COLUMNS), rows))
