@@ -209,14 +209,42 @@ def _grade_both(phantom) -> tuple[dict[str, float], dict[str, float]]:
     return fitted, raw
 
 
-def rotation(n_grids: int) -> list[str]:
-    """Decompose the area difference between turned 1 mm grids (see the module docstring)."""
+def random_grid_phantoms(n_grids: int, stenosis: dict[str, float], seed: int = 2026):
+    """Yield ``n_grids`` 1 mm phantoms regenerated on grids turned by 0-25 degrees about random axes and
+    shifted by random sub-voxel phases (the phantom's grid module is patched while each is made)."""
     import numpy as np
-    from scipy.signal import savgol_filter
     from scipy.spatial.transform import Rotation
 
     from lumbarspine.phantom import generate as phantom_generate
     from lumbarspine.phantom import grid as phantom_grid
+
+    rng = np.random.default_rng(seed)
+    shipped_phase, shipped_direction = phantom_grid.GRID_PHASE, phantom_generate.direction_matrix
+    for _ in range(n_grids):
+        axis = rng.normal(size=3)
+        turn = Rotation.from_rotvec(np.radians(rng.uniform(0.0, 25.0)) * axis / np.linalg.norm(axis)).as_matrix()
+        direction = turn @ np.diag([-1.0, -1.0, 1.0])
+        try:
+            phantom_grid.GRID_PHASE = tuple(rng.uniform(0.0, 1.0, 3))
+            phantom_generate.direction_matrix = lambda _name, d=direction: d
+            phantom = generate_phantom(PhantomSpec(stenosis=stenosis))
+        finally:
+            phantom_grid.GRID_PHASE, phantom_generate.direction_matrix = shipped_phase, shipped_direction
+        yield phantom
+
+
+def benchmark_path(kind: str, machine: str, today: str) -> Path:
+    """``scripts/benchmarks/<kind>-<machine slug>-<date>.md``."""
+    slug = "".join(c if c.isalnum() else "-" for c in machine.lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return ROOT / "scripts" / "benchmarks" / f"{kind}-{slug}-{today}.md"
+
+
+def rotation(n_grids: int) -> list[str]:
+    """Decompose the area difference between turned 1 mm grids (see the module docstring)."""
+    import numpy as np
+    from scipy.signal import savgol_filter
 
     lines = [
         "## Rotation at 1 mm: where the difference between turned grids comes from",
@@ -284,25 +312,14 @@ def rotation(n_grids: int) -> list[str]:
         )
         print(lines[-1], flush=True)
     # random grids: the phantom regenerated on turned (up to 25 deg about a random axis) and shifted grids
-    rng = np.random.default_rng(2026)
-    shipped_phase, shipped_direction = phantom_grid.GRID_PHASE, phantom_generate.direction_matrix
     samples: dict[str, list[tuple[float, float, float]]] = {}
     truth: dict[str, float] = {}
-    try:
-        for _ in range(n_grids):
-            axis = rng.normal(size=3)
-            turn = Rotation.from_rotvec(np.radians(rng.uniform(0.0, 25.0)) * axis / np.linalg.norm(axis)).as_matrix()
-            direction = turn @ np.diag([-1.0, -1.0, 1.0])
-            phantom_grid.GRID_PHASE = tuple(rng.uniform(0.0, 1.0, 3))
-            phantom_generate.direction_matrix = lambda _name, d=direction: d
-            phantom = generate_phantom(PhantomSpec(stenosis=STENOSIS))
-            fit, raw = _grade_both(phantom)
-            true = _true_plane_areas(phantom)
-            for level in fit:
-                truth[level] = phantom.truth["levels"][level]["dural_sac_area_mm2"]
-                samples.setdefault(level, []).append((true[level], raw[level], fit[level]))
-    finally:
-        phantom_grid.GRID_PHASE, phantom_generate.direction_matrix = shipped_phase, shipped_direction
+    for phantom in random_grid_phantoms(n_grids, STENOSIS):
+        fit, raw = _grade_both(phantom)
+        true = _true_plane_areas(phantom)
+        for level in fit:
+            truth[level] = phantom.truth["levels"][level]["dural_sac_area_mm2"]
+            samples.setdefault(level, []).append((true[level], raw[level], fit[level]))
     lines += [
         "",
         f"Over {n_grids} phantoms regenerated on 1 mm grids turned by 0-25 degrees about random axes and shifted "
@@ -387,10 +404,7 @@ def main() -> int:
         lines += accuracy()
     if args.rotation_grids > 0:
         lines += ["", *rotation(args.rotation_grids)]
-    slug = "".join(c if c.isalnum() else "-" for c in machine.lower()).strip("-")
-    while "--" in slug:
-        slug = slug.replace("--", "-")
-    out = Path(args.out) if args.out else ROOT / "scripts" / "benchmarks" / f"grading-{slug}-{today}.md"
+    out = Path(args.out) if args.out else benchmark_path("grading", machine, today)
     from lumbarspine.safe_write import write_text
 
     write_text(out, "\n".join(lines) + "\n")

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "LumbarSpine"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_filters import cpu_description  # noqa: E402
+from bench_grading import benchmark_path, random_grid_phantoms  # noqa: E402
 
 from lumbarspine.anatomy.build import anatomy_from_labels  # noqa: E402
 from lumbarspine.grading import core, grade_anatomy  # noqa: E402
@@ -118,30 +119,15 @@ def fixed_grids() -> list[str]:
 
 def random_grids(n_grids: int) -> list[str]:
     import numpy as np
-    from scipy.spatial.transform import Rotation
 
-    from lumbarspine.phantom import generate as phantom_generate
-    from lumbarspine.phantom import grid as phantom_grid
-
-    rng = np.random.default_rng(2026)
-    shipped_phase, shipped_direction = phantom_grid.GRID_PHASE, phantom_generate.direction_matrix
     samples: dict[str, list[tuple[float, float]]] = {}
     truth: dict[str, float] = {}
-    try:
-        for index in range(n_grids):
-            axis = rng.normal(size=3)
-            turn = Rotation.from_rotvec(np.radians(rng.uniform(0.0, 25.0)) * axis / np.linalg.norm(axis)).as_matrix()
-            direction = turn @ np.diag([-1.0, -1.0, 1.0])
-            phantom_grid.GRID_PHASE = tuple(rng.uniform(0.0, 1.0, 3))
-            phantom_generate.direction_matrix = lambda _name, d=direction: d
-            phantom = generate_phantom(PhantomSpec(stenosis=STENOSIS))
-            crisp, pv, *_ = _both(phantom)
-            for level in crisp:
-                truth[level] = phantom.truth["levels"][level]["dural_sac_area_mm2"]
-                samples.setdefault(level, []).append((crisp[level], pv[level]))
-            print(f"grid {index + 1}/{n_grids}", flush=True)
-    finally:
-        phantom_grid.GRID_PHASE, phantom_generate.direction_matrix = shipped_phase, shipped_direction
+    for index, phantom in enumerate(random_grid_phantoms(n_grids, STENOSIS)):
+        crisp, pv, *_ = _both(phantom)
+        for level in crisp:
+            truth[level] = phantom.truth["levels"][level]["dural_sac_area_mm2"]
+            samples.setdefault(level, []).append((crisp[level], pv[level]))
+        print(f"grid {index + 1}/{n_grids}", flush=True)
     lines = [
         "## Random 1 mm grids",
         "",
@@ -185,10 +171,7 @@ def main() -> int:
     ]
     if args.grids > 0:
         lines += ["", *random_grids(args.grids)]
-    slug = "".join(c if c.isalnum() else "-" for c in machine.lower()).strip("-")
-    while "--" in slug:
-        slug = slug.replace("--", "-")
-    out = Path(args.out) if args.out else ROOT / "scripts" / "benchmarks" / f"grading-partial-volume-{slug}-{today}.md"
+    out = Path(args.out) if args.out else benchmark_path("grading-partial-volume", machine, today)
     from lumbarspine.safe_write import write_text
 
     write_text(out, "\n".join(lines) + "\n")

@@ -44,6 +44,7 @@ from lumbarspine.phantom.rasterize import (
     SAP_INNER_U_MM,
     _ell_depth,
     pedicle_axis,
+    pedicle_depth,
     pedicle_front_length,
     rasterize,
 )
@@ -66,15 +67,8 @@ _CACHE: dict = {}
 
 # ------------------------------------------------------------------ the phantom's analytic parts
 def _pedicle_depth(v, ss, uu, ww, side):
-    """Depth (mm) of the pedicle tube of ``v`` on ``side`` (+1 right), as rasterize._vertebra_depth."""
-    c, d, e = pedicle_axis(v, side)
-    du, dw = uu - c[0], ww - c[1]
-    t = du * d[0] + dw * d[1]
-    n = du * e[0] + dw * e[1]
-    hw = v.pedicle_width / 2 + np.minimum(PEDICLE_TAPER_PER_MM2 * t * t, 3.0)
-    hh = v.pedicle_height / 2
-    q = np.sqrt((n / hw) ** 2 + ((ss - (v.pedicle_s - v.s_center)) / hh) ** 2)
-    return np.minimum((1 - q) * np.minimum(hw, hh), np.minimum(t + PEDICLE_POST_MM, pedicle_front_length(v) - t))
+    """Depth (mm) of the pedicle tube of ``v`` on ``side`` (+1 right): the phantom's own shape."""
+    return pedicle_depth(v, ss, uu, ww, side)
 
 
 def _in_range(x, lo, hi):

@@ -39,7 +39,15 @@ from .anatomy import (
     sac_semi_axes,
 )
 
-__all__ = ["Tissue", "rasterize", "inside_sac", "SAC_END_BELOW_S1_MM", "PEDICLE_TAPER_PER_MM2", "PEDICLE_POST_MM"]
+__all__ = [
+    "Tissue",
+    "rasterize",
+    "inside_sac",
+    "pedicle_depth",
+    "SAC_END_BELOW_S1_MM",
+    "PEDICLE_TAPER_PER_MM2",
+    "PEDICLE_POST_MM",
+]
 
 
 class Tissue:
@@ -111,6 +119,19 @@ def pedicle_front_length(v: VertebraDims) -> float:
     return (max(CANAL_SEMI_AP_MM, w_surface) + 6.0 - v.pedicle_w) / cos_a
 
 
+def pedicle_depth(v: VertebraDims, ss: np.ndarray, uu: np.ndarray, ww: np.ndarray, side: int) -> np.ndarray:
+    """Depth (mm) of the pedicle of ``v`` on ``side`` (+1 right, -1 left): an hourglass elliptic tube along
+    :func:`pedicle_axis`; ``ss`` relative to the vertebra's centre, ``uu``/``ww`` lateral/AP (mm)."""
+    c, d, e = pedicle_axis(v, side)
+    du, dw = uu - c[0], ww - c[1]
+    t = du * d[0] + dw * d[1]
+    n = du * e[0] + dw * e[1]
+    hw = v.pedicle_width / 2 + np.minimum(PEDICLE_TAPER_PER_MM2 * t * t, 3.0)
+    hh = v.pedicle_height / 2
+    q = np.sqrt((n / hw) ** 2 + ((ss - (v.pedicle_s - v.s_center)) / hh) ** 2)
+    return np.minimum((1 - q) * np.minimum(hw, hh), np.minimum(t + PEDICLE_POST_MM, pedicle_front_length(v) - t))
+
+
 def _vertebra_depth(
     v: VertebraDims, ss: np.ndarray, uu: np.ndarray, ww: np.ndarray, osteophytes: tuple[bool, bool] = (False, False)
 ) -> np.ndarray:
@@ -124,17 +145,8 @@ def _vertebra_depth(
     depth = np.minimum(_ell_depth(uu, ww - v.body_w_center, v.body_semi_lateral, v.body_semi_ap), h2 - np.abs(ss))
     # pedicles (hourglass elliptic tubes)
     sp = v.pedicle_s - v.s_center
-    front = pedicle_front_length(v)
     for side in (1, -1):
-        c, d, e = pedicle_axis(v, side)
-        du, dw = uu - c[0], ww - c[1]
-        t = du * d[0] + dw * d[1]
-        n = du * e[0] + dw * e[1]
-        hw = v.pedicle_width / 2 + np.minimum(PEDICLE_TAPER_PER_MM2 * t * t, 3.0)
-        hh = v.pedicle_height / 2
-        q = np.sqrt((n / hw) ** 2 + ((ss - sp) / hh) ** 2)
-        dep = np.minimum((1 - q) * np.minimum(hw, hh), np.minimum(t + PEDICLE_POST_MM, front - t))
-        depth = np.maximum(depth, dep)
+        depth = np.maximum(depth, pedicle_depth(v, ss, uu, ww, side))
     # laminae: ring behind the bony canal
     ring = np.minimum(-_ell_depth(uu, ww, au, aw), _ell_depth(uu, ww, au + 7.5, aw + 6.0))
     lam = np.minimum(np.minimum(ring, -1.0 - ww), _range_depth(ss, -h2 - 3.0, h2 - 5.0))
