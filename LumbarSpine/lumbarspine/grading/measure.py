@@ -109,21 +109,8 @@ class MaskField:
     """
 
     def __init__(self, labels: Volume, values: tuple[int, ...] = SAC_LABELS, margin: int = 3):
-        array = np.asarray(labels.array)
-        mask = label_mask(array, np.asarray(values))
-        self.labels = labels
-        self.values = tuple(int(v) for v in values)
-        self.empty = not mask.any()
-        if self.empty:
-            self.lo = np.zeros(3, dtype=int)
-            self.data = np.zeros((1, 1, 1), dtype=np.float32)
-        else:
-            first, last = _bounding_box(mask)
-            lo = np.maximum(first - margin, 0)
-            hi = np.minimum(last + margin + 1, np.asarray(array.shape))
-            self.lo = lo  # (k, j, i)
-            self.data = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32)
-        self.max_spacing = float(max(labels.spacing))
+        mask = label_mask(np.asarray(labels.array), np.asarray(values))
+        self._keep(labels, tuple(int(v) for v in values), mask, mask, margin)
 
     @classmethod
     def from_fraction(cls, fraction: Volume, margin: int = 3) -> MaskField:
@@ -136,9 +123,14 @@ class MaskField:
         """
         self = cls.__new__(cls)
         array = np.asarray(fraction.array, dtype=np.float32)
-        self.labels = fraction
-        self.values = ()
-        present = array > 0.0
+        self._keep(fraction, (), array > 0.0, array, margin)
+        self.data = np.clip(self.data, 0.0, 1.0)
+        return self
+
+    def _keep(self, grid: Volume, values: tuple[int, ...], present: np.ndarray, field: np.ndarray, margin: int) -> None:
+        """Keep ``field`` (on ``grid``) as float32 over the bounding box of ``present`` plus ``margin`` voxels."""
+        self.labels = grid
+        self.values = values
         self.empty = not present.any()
         if self.empty:
             self.lo = np.zeros(3, dtype=int)
@@ -146,11 +138,10 @@ class MaskField:
         else:
             first, last = _bounding_box(present)
             lo = np.maximum(first - margin, 0)
-            hi = np.minimum(last + margin + 1, np.asarray(array.shape))
-            self.lo = lo
-            self.data = np.clip(array[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], 0.0, 1.0)
-        self.max_spacing = float(max(fraction.spacing))
-        return self
+            hi = np.minimum(last + margin + 1, np.asarray(field.shape))
+            self.lo = lo  # (k, j, i)
+            self.data = field[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32)
+        self.max_spacing = float(max(grid.spacing))
 
     def inside_grid(self, ras: np.ndarray) -> np.ndarray:
         """True for RAS points inside the label map's field of view (within half a voxel of its voxel centres)."""
