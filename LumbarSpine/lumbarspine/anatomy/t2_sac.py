@@ -78,12 +78,12 @@ END_CSF_RATIO = 0.8
 WINDOW_RADIUS_MM = 14.0
 """Radius (mm) of the disk around the track whose histogram sets each slice's threshold."""
 MIN_SAC_AREA_MM2 = 12.0
+"""Smallest plausible axial sac section (mm2); a severe stenosis leaves about 20-40 mm2."""
 THICK_SLICE_MM = 2.0
 """Images whose largest voxel edge is at least this (mm) get the half-maximum raise of :func:`delineate_sac`."""
 RAISE_KEEP_SHARE = 0.7
 """The half-maximum raise of a slice's threshold (half-way between the CSF and the window's middle
 class, the epidural fat) is kept when the section keeps at least this share of its area."""
-"""Smallest plausible axial sac section (mm2); a severe stenosis leaves about 20-40 mm2."""
 
 
 RECENTRE_AREA_SHARE = 0.6
@@ -402,13 +402,16 @@ def _delineate_pass(
         area = _slice_mask(img, (cy, cx), t_hi, core).sum() * area_px
         if area > MAX_SAC_AREA_MM2:
             t_hi = 0.5 * (t_hi + c_in)
-        middle = vals[(vals > t_lo) & (vals < t_hi)]
-        t_raised = max(t_hi, min(0.5 * (c_in + float(np.median(middle))), 0.95 * c_in)) if middle.size else t_hi
-        csf[z], thr[z], raised[z] = c_in, t_hi, t_raised
+        csf[z], thr[z], raised[z] = c_in, t_hi, t_hi
+        if raise_to_half_max:
+            middle = vals[(vals > t_lo) & (vals < t_hi)]
+            if middle.size:
+                raised[z] = max(t_hi, min(0.5 * (c_in + float(np.median(middle))), 0.95 * c_in))
     on = ~np.isnan(thr)
     if on.any():
         thr[on] = ndimage.median_filter(thr[on] / csf[on], size=7, mode="nearest") * csf[on]
-        raised[on] = ndimage.median_filter(raised[on] / csf[on], size=7, mode="nearest") * csf[on]
+        if raise_to_half_max:
+            raised[on] = ndimage.median_filter(raised[on] / csf[on], size=7, mode="nearest") * csf[on]
     for z, (cy, cx) in zip(track.z, np.rint(track.yx).astype(int)):
         if np.isnan(thr[z]):
             continue
