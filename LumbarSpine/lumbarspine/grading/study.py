@@ -129,6 +129,11 @@ class _BackgroundRead:
         return self._volume
 
 
+def _source_name(source: str | os.PathLike[str] | Volume) -> str:
+    """How an input is named in the report: its path, or a Volume's name."""
+    return source.name if isinstance(source, Volume) else str(source)
+
+
 def _level_file(level: str) -> str:
     return "plane_" + level.replace(" ", "_").replace("-", "_") + ".png"
 
@@ -172,8 +177,7 @@ def grade_image(
 
     fraction = None
     if sac_probability is not None:
-        fraction = _read_image(sac_probability, "sac probability map")
-        fraction = fraction.with_array(np.asarray(fraction.array, dtype=np.float32), is_label=False)
+        fraction = _read_image(sac_probability, "sac probability map")  # checked and cast by grade_anatomy
     anatomy = load_anatomy(image, segmentation, convention=convention, progress=sub(0.0, 0.4), cancel=cancel)
     warnings: list[str] = []
     axial_labels = None
@@ -185,7 +189,7 @@ def grade_image(
         axial_image = _read_image(axial, "axial series")
         overlap = frame_overlap(image, axial_image)
         axial_info = {
-            "path": str(axial) if not isinstance(axial, Volume) else axial.name,
+            "path": _source_name(axial),
             "overlap_fraction": round(overlap, 3),
             "frame_of_reference": "assumed shared (same session); the files carry no Frame of Reference UID",
         }
@@ -211,12 +215,7 @@ def grade_image(
         axial_labels=axial_labels,
         axial_source=axial_source,
         sac_fraction=fraction,
-        sac_fraction_source=(
-            ""
-            if sac_probability is None
-            else "sac probability map "
-            + (str(sac_probability) if not isinstance(sac_probability, Volume) else sac_probability.name)
-        ),
+        sac_fraction_source=("" if sac_probability is None else "sac probability map " + _source_name(sac_probability)),
         progress=sub(0.45, 1.0),
         cancel=cancel,
     )
@@ -319,13 +318,11 @@ def grade_study(
 
     _, orientation = acquired_slice_axis(image)
     input_info = {
-        "image": str(image_path) if not isinstance(image_path, Volume) else image_path.name,
+        "image": _source_name(image_path),
         "image_size_ijk": list(image.size_ijk),
         "image_spacing_mm": [round(float(s), 4) for s in image.spacing],
         "image_acquisition": orientation,
-        "segmentation": None
-        if segmentation is None
-        else (str(segmentation) if not isinstance(segmentation, Volume) else segmentation.name),
+        "segmentation": None if segmentation is None else _source_name(segmentation),
         "convention": convention,
         "anatomy_source": anatomy.source,
         "numbering": anatomy.numbering,
@@ -333,7 +330,7 @@ def grade_study(
         "sac_probability": None
         if sac_probability is None
         else {
-            "path": str(sac_probability) if not isinstance(sac_probability, Volume) else sac_probability.name,
+            "path": _source_name(sac_probability),
             "measured": result.method.get("sac_fraction", ""),
         },
     }
