@@ -152,6 +152,13 @@ def _open_nifti(path: Path, compressed: bool):
     return gzip.open(path, "rb") if compressed else open(path, "rb")
 
 
+def _nifti_data_bytes(header: dict) -> int:
+    """Bytes of voxel data a NIfTI header promises (the product of its used dimensions x the voxel size)."""
+    ndim = max(0, min(int(header["dims"][0]), 7))
+    count = int(np.prod([max(int(d), 1) for d in header["dims"][1 : ndim + 1]], dtype=np.int64))
+    return count * (max(int(header["bitpix"]), 8) // 8)
+
+
 def check_nifti_integrity(path: str | os.PathLike[str]) -> dict:
     """Check that a NIfTI file holds all the voxel data its header promises; count non-finite floats.
 
@@ -172,11 +179,8 @@ def check_nifti_integrity(path: str | os.PathLike[str]) -> dict:
         with _open_nifti(path, compressed) as fh:
             head = fh.read(540)
             header = _nifti_header(head, path)
-            ndim = max(0, min(int(header["dims"][0]), 7))
-            count = int(np.prod([max(int(d), 1) for d in header["dims"][1 : ndim + 1]], dtype=np.int64))
-            itemsize = max(int(header["bitpix"]), 8) // 8
             offset = max(header["vox_offset"], 348 if len(head) >= 348 else 0)
-            expected = offset + count * itemsize
+            expected = offset + _nifti_data_bytes(header)
             float_code = _NIFTI_FLOAT.get(int(header["datatype"]))
             dtype = np.dtype(header["endian"] + float_code) if float_code else None
             nonfinite = 0
@@ -348,8 +352,7 @@ def read_volume(
     else:
         integrity = None
         image = _execute(reader, path, suffix)
-    if image.GetDimension() != 3:
-        raise ValueError(f"{path} holds a {image.GetDimension()}D image; LumbarSpine reads 3D volumes.")
+    _require_3d_scalar(path, image.GetDimension(), image.GetNumberOfComponentsPerPixel())
     stem = _volume_name(path, suffix, name)
     if is_label is None:
         is_label = _looks_like_label(sitk.GetArrayViewFromImage(image).dtype, stem)
@@ -376,10 +379,7 @@ def _nifti_looks_whole(path: Path) -> bool:
         with _open_nifti(path, compressed) as fh:
             head = fh.read(540)
         header = _nifti_header(head, path)
-        ndim = max(0, min(int(header["dims"][0]), 7))
-        count = int(np.prod([max(int(d), 1) for d in header["dims"][1 : ndim + 1]], dtype=np.int64))
-        itemsize = max(int(header["bitpix"]), 8) // 8
-        expected = max(header["vox_offset"], 348) + count * itemsize
+        expected = max(header["vox_offset"], 348) + _nifti_data_bytes(header)
         if compressed:
             with open(path, "rb") as fh:
                 fh.seek(-4, os.SEEK_END)
@@ -388,6 +388,18 @@ def _nifti_looks_whole(path: Path) -> bool:
         return path.stat().st_size >= expected
     except (ValueError, EOFError, OSError, zlib.error, struct.error):
         return False
+
+
+def _require_3d_scalar(path: Path, dimension: int, components: int) -> None:
+    """ValueError unless the file holds a 3D scalar image (what :func:`read_volume` and
+    :func:`read_volume_geometry` accept; the scalar message is :meth:`Volume.from_sitk`'s)."""
+    if dimension != 3:
+        raise ValueError(f"{path} holds a {dimension}D image; LumbarSpine reads 3D volumes.")
+    if components != 1:
+        raise ValueError(
+            f"Expected a scalar image; this one has {components} components per voxel "
+            "(RGB or vector). Extract one component first."
+        )
 
 
 def read_volume_geometry(
@@ -434,13 +446,7 @@ def read_volume_geometry(
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise ValueError(f"Cannot read {path}: {_itk_message(exc)}. Check that it is a valid {suffix} file.") from exc
-    if reader.GetDimension() != 3:
-        raise ValueError(f"{path} holds a {reader.GetDimension()}D image; LumbarSpine reads 3D volumes.")
-    if reader.GetNumberOfComponents() != 1:
-        raise ValueError(
-            f"Expected a scalar image; this one has {reader.GetNumberOfComponents()} components per voxel "
-            "(RGB or vector). Extract one component first."
-        )
+    _require_3d_scalar(path, reader.GetDimension(), reader.GetNumberOfComponents())
     # the numpy type SimpleITK gives this pixel type (a 1-voxel image of it, no file data)
     dtype = sitk.GetArrayViewFromImage(sitk.Image([1, 1, 1], reader.GetPixelID())).dtype
     stem = _volume_name(path, suffix, name)
