@@ -233,6 +233,15 @@ def random_grid_phantoms(n_grids: int, stenosis: dict[str, float], seed: int = 2
         yield phantom
 
 
+def pair_differences(values):
+    """``|a - b| / a`` over every pair of ``values`` (one area per grid), as a flat array."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    diff = np.abs(x[:, None] - x[None, :]) / x[:, None]
+    return diff[np.triu_indices(len(x), 1)]
+
+
 def benchmark_path(kind: str, machine: str, today: str) -> Path:
     """``scripts/benchmarks/<kind>-<machine slug>-<date>.md``."""
     slug = "".join(c if c.isalnum() else "-" for c in machine.lower()).strip("-")
@@ -334,9 +343,7 @@ def rotation(n_grids: int) -> list[str]:
         err = 100.0 * (v / truth[level] - 1.0)
         cells = []
         for col in range(3):
-            x = v[:, col]
-            diff = np.abs(x[:, None] - x[None, :]) / x[:, None]
-            pairs = diff[np.triu_indices(len(x), 1)]
+            pairs = pair_differences(v[:, col])
             cells.append(
                 f"{err[:, col].mean():+.1f} sd {err[:, col].std(ddof=1):.1f} (pairs within 2 %: "
                 f"{100.0 * np.mean(pairs <= 0.02):.0f} %)"

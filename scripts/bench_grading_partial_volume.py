@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "LumbarSpine"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_filters import cpu_description  # noqa: E402
-from bench_grading import benchmark_path, random_grid_phantoms  # noqa: E402
+from bench_grading import benchmark_path, pair_differences, random_grid_phantoms  # noqa: E402
 
 from lumbarspine.anatomy.build import anatomy_from_labels  # noqa: E402
 from lumbarspine.grading import core, grade_anatomy  # noqa: E402
@@ -143,9 +143,7 @@ def random_grids(n_grids: int) -> list[str]:
         err = 100.0 * (v / truth[level] - 1.0)
         cells = []
         for col in range(2):
-            x = v[:, col]
-            diff = np.abs(x[:, None] - x[None, :]) / x[:, None]
-            pairs = diff[np.triu_indices(len(x), 1)]
+            pairs = pair_differences(v[:, col])
             cells.append(
                 f"{err[:, col].mean():+.2f} sd {err[:, col].std(ddof=1):.2f}, largest {100 * pairs.max():.2f}, "
                 f"within 2 %: {100.0 * np.mean(pairs <= 0.02):.0f} %"
